@@ -1,0 +1,184 @@
+"""Content-addressed stage directories: reuse what is finished, never use what is half-written.
+
+    store = Store(Path("runs"))
+    stage = store.stage("bm25-index", key={...}, scope=SHARED)
+    with stage.ensure() as out:        # out is None when a verified copy exists
+        if out is not None:
+            build_index(out)            # write into a temporary directory
+    stage.dir / "index"                 # the finished artifact
+
+A stage is ``<root>/<scope>/<name>-<hash>/``, where the hash covers everything that determines its
+content (the key: upstream hashes, parameters, code version). It is built in a temporary sibling
+directory, a ``manifest.json`` with a checksum of every file is written last, and the directory is
+renamed into place: a killed run leaves only a ``*.tmp-*`` directory that is never read. On reuse,
+every file is checked against the manifest; a corrupted stage is moved aside (``*.corrupt-<time>``,
+kept for inspection) and recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from harness.errors import ArtifactError
+from harness.recipe.loader import config_hash
+
+log = logging.getLogger("harness")
+
+SHARED = "_shared"  # stages any recipe may reuse: indexes, answer keys, trained teachers
+STAGE_FORMAT = 1  # bump when the on-disk layout of stages changes
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checksums(root: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            out[str(p.relative_to(root))] = {"size": p.stat().st_size, "blake2b": file_digest(p)}
+    return out
+
+
+@dataclass
+class StageRecord:
+    """What a run did with a stage, for the run manifest."""
+
+    name: str
+    hash: str
+    dir: str
+    reused: bool
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Stage:
+    def __init__(self, store: "Store", name: str, key: dict[str, Any], scope: str):
+        self.store, self.name, self.key, self.scope = store, name, key, scope
+        self.hash = config_hash({"stage": name, "format": STAGE_FORMAT, **key})
+        self.dir = store.root / scope / f"{name}-{self.hash[:12]}"
+        self.info: dict[str, Any] = {}  # figures the builder wants in the manifest (timings, sizes)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text())
+
+    def verify(self) -> "str | None":
+        """None when the stage is complete and intact, else what is wrong."""
+        if not self.dir.is_dir():
+            return "missing"
+        try:
+            manifest = self.manifest()
+        except FileNotFoundError:
+            return "no manifest.json (incomplete)"
+        except (json.JSONDecodeError, OSError) as exc:
+            return f"unreadable manifest.json ({exc})"
+        if manifest.get("hash") != self.hash:
+            return "manifest hash does not match the directory"
+        for rel, meta in manifest.get("files", {}).items():
+            p = self.dir / rel
+            if not p.is_file():
+                return f"file {rel} is missing"
+            if p.stat().st_size != meta["size"]:
+                return f"file {rel} has the wrong size"
+            if file_digest(p) != meta["blake2b"]:
+                return f"file {rel} fails its checksum"
+        return None
+
+    @contextlib.contextmanager
+    def ensure(self) -> Iterator["Path | None"]:
+        """Yield None if a verified copy exists (and --force is off), else a temp dir to build into."""
+        t0 = time.perf_counter()
+        problem = self.verify()
+        if problem is None and not self.store.force:
+            self.info = self.manifest().get("info", {})
+            log.info("reuse  %s %s (%s)", self.name, self.hash[:12], _rel(self.dir))
+            self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True,
+                                                  time.perf_counter() - t0, self.info))
+            yield None
+            return
+        if problem not in (None, "missing"):
+            aside = self.dir.with_name(f"{self.dir.name}.corrupt-{int(time.time())}")
+            log.warning("stage %s at %s is unusable (%s): moved to %s and recomputed",
+                        self.name, _rel(self.dir), problem, aside.name)
+            os.replace(self.dir, aside)
+        tmp = self.dir.with_name(f"{self.dir.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+        tmp.mkdir(parents=True)
+        log.info("build  %s %s%s", self.name, self.hash[:12], " (--force)" if problem is None else "")
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        seconds = time.perf_counter() - t0
+        manifest = {
+            "stage": self.name, "hash": self.hash, "key": self.key, "info": self.info,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3),
+            "files": _checksums(tmp),
+        }
+        atomic_write_json(tmp / "manifest.json", manifest)
+        self._publish(tmp)
+        self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info))
+
+    def _publish(self, tmp: Path) -> None:
+        old = None
+        if self.dir.exists():
+            if not self.store.force and self.verify() is None:  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            old = self.dir.with_name(f"{self.dir.name}.old-{os.getpid()}")
+            os.replace(self.dir, old)
+        os.replace(tmp, self.dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class Store:
+    """The ``runs/`` tree: per-recipe run directories and the shared stage cache."""
+
+    def __init__(self, root: Path, force: bool = False):
+        self.root = Path(root)
+        self.force = force
+        self.records: list[StageRecord] = []
+
+    def stage(self, name: str, key: dict[str, Any], scope: str = SHARED) -> Stage:
+        if not name.replace("-", "").isalnum():
+            raise ArtifactError(f"bad stage name {name!r}")
+        return Stage(self, name, key, scope)
+
+
+def _rel(p: Path) -> str:
+    try:
+        return os.path.relpath(p)
+    except ValueError:
+        return str(p)

@@ -1,0 +1,148 @@
+"""The ``harness`` command. Heavy libraries are imported inside the subcommands, so ``--help`` is instant.
+
+Exit status: 0 success; 1 a failure during the run; 2 bad input (recipe, dataset, model), reported
+before any expensive work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  harness quickstart                                   the embedded default recipe
+  harness run recipes/baselines/bm25-scifact.toml      a recipe file (or a shipped name: baselines/bm25-scifact)
+  harness run baselines/bm25-scifact --set 'eval.datasets=["cisi"]' --set name=bm25-cisi --json
+  harness validate recipes/baselines/bm25-scifact.toml
+  harness recipes                                      list the shipped recipes
+
+environment:
+  HARNESS_DATA_DIR   folders holding BEIR-layout datasets (<dir>/<name>/corpus.jsonl ...), ':'-separated
+  HARNESS_RUNS_DIR   where runs/ go (default ./runs)
+"""
+
+
+def _add_recipe_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("recipe", nargs=None if required else "?", help="recipe file, or a shipped recipe name")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value (TOML syntax), e.g. --set eval.depth=100; repeatable")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print the results as one JSON object on the last line of stdout")
+    p.add_argument("--force", action="store_true", help="recompute every stage, even when a finished one exists")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="root of the run directories (default $HARNESS_RUNS_DIR or ./runs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="distill-harness: train, index and evaluate distilled retrievers from declarative recipes.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a recipe end to end", formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_recipe_args(p)
+    _add_run_args(p)
+
+    p = sub.add_parser("quickstart", help="run the embedded default recipe (recipes/quickstart.toml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value")
+    _add_run_args(p)
+
+    p = sub.add_parser("validate", help="check a recipe without running it (exit 2 when invalid)")
+    _add_recipe_args(p)
+    p.add_argument("--data", action="store_true",
+                   help="also check that every dataset can be found (reads local files; may download)")
+
+    sub.add_parser("recipes", help="list the recipes shipped with the harness")
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger("harness")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def _print_table(payload: dict) -> None:
+    results = payload["results"]
+    measures = list(dict.fromkeys(m for r in results.values() for m in r))
+    width = max([len("dataset")] + [len(d) for d in results])
+    print(f"{'dataset':<{width}}  " + "  ".join(f"{m:>9}" for m in measures))
+    for ds, values in results.items():
+        print(f"{ds:<{width}}  " + "  ".join(f"{values[m]:>9.4f}" for m in measures))
+    print(f"run directory: {payload['run_dir']}")
+
+
+def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
+    from harness.pipeline import run_recipe
+    from harness.recipe import load_recipe
+
+    loaded = load_recipe(recipe_spec, args.overrides)
+    runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
+    payload = run_recipe(loaded, runs_dir, force=args.force)
+    if args.json:
+        sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
+    else:
+        _print_table(payload)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from harness.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    if args.data:
+        from harness.pipeline import prepare_datasets
+
+        prepare_datasets(loaded)
+    print(f"{loaded.path}: ok (recipe {loaded.name}, method {loaded.recipe.method}, hash {loaded.hash[:12]})")
+    return 0
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from harness import __version__
+
+        print(f"distill-harness {__version__}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    _setup_logging(getattr(args, "quiet", False))
+    from harness.errors import HarnessError
+
+    try:
+        if args.command == "run":
+            return _cmd_run(args, args.recipe)
+        if args.command == "quickstart":
+            return _cmd_run(args, "quickstart")
+        if args.command == "validate":
+            return _cmd_validate(args)
+        if args.command == "recipes":
+            from harness.recipe import builtin_recipes
+
+            print("\n".join(builtin_recipes()))
+            return 0
+    except HarnessError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept and will be reused", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2

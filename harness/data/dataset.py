@@ -1,0 +1,127 @@
+"""One interface over every dataset: documents, queries and qrels of one split.
+
+Queries are the *judged* queries of the split (those with at least one qrel), in file order: the
+ones an evaluation averages over. Documents stream, so an 8.8M-passage corpus never sits in memory.
+Fingerprints key cached artifacts: the corpus fingerprint depends on the documents only (so
+``beir/scifact/train`` and ``beir/scifact/test`` share one index), the topics fingerprint on the
+queries and qrels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator
+
+Qrels = dict[str, dict[str, int]]  # qid -> {doc_id: relevance}
+
+
+@dataclass(frozen=True)
+class Doc:
+    doc_id: str
+    title: str
+    text: str
+
+    def contents(self, fields: "list[str] | tuple[str, ...]" = ("title", "text")) -> str:
+        """The text that gets indexed or encoded: the chosen fields joined with one space."""
+        return " ".join(part for part in (getattr(self, f) for f in fields) if part).strip()
+
+
+class Dataset:
+    """Base class; subclasses implement ``_iter_docs``, ``_load_queries``, ``_load_qrels`` and fingerprints."""
+
+    id: str  # as the user wrote it
+    source: str  # where it is read from, for logs and manifests
+
+    # -- subclasses ----------------------------------------------------------------------------
+    def _iter_docs(self) -> Iterator[Doc]:
+        raise NotImplementedError
+
+    def _load_queries(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _load_qrels(self) -> Qrels:
+        raise NotImplementedError
+
+    def corpus_fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def topics_fingerprint(self) -> str:
+        raise NotImplementedError
+
+    # -- public --------------------------------------------------------------------------------
+    def docs(self) -> Iterator[Doc]:
+        return self._iter_docs()
+
+    @cached_property
+    def qrels(self) -> Qrels:
+        return self._load_qrels()
+
+    @cached_property
+    def queries(self) -> dict[str, str]:
+        """Judged queries of this split, in file order."""
+        all_q = self._load_queries()
+        return {qid: text for qid, text in all_q.items() if qid in self.qrels}
+
+    @property
+    def slug(self) -> str:
+        """A file-system-safe name: ``beir/scifact/test`` → ``beir-scifact-test``."""
+        return re.sub(r"[^A-Za-z0-9._+]+", "-", self.id).strip("-") or "dataset"
+
+    def doc_count(self) -> int:
+        return sum(1 for _ in self.docs())
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.corpus_fingerprint()}|{self.topics_fingerprint()}".encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r} from {self.source})"
+
+
+class DatasetSlice(Dataset):
+    """A deterministic slice for CPU-sized runs: the first ``max_queries`` judged queries, and a corpus of
+    ``max_docs`` documents made of every document judged for those queries, then the corpus in order."""
+
+    def __init__(self, base: Dataset, max_queries: int = 0, max_docs: int = 0):
+        self.base, self.max_queries, self.max_docs = base, max_queries, max_docs
+        parts = [base.id]
+        if max_queries:
+            parts.append(f"q{max_queries}")
+        if max_docs:
+            parts.append(f"d{max_docs}")
+        self.id = "@".join(parts) if len(parts) == 1 else f"{base.id}[{','.join(parts[1:])}]"
+        self.source = base.source
+
+    @cached_property
+    def _kept_qids(self) -> list[str]:
+        qids = list(self.base.queries)
+        return qids[: self.max_queries] if self.max_queries else qids
+
+    def _load_qrels(self) -> Qrels:
+        return {qid: self.base.qrels[qid] for qid in self._kept_qids}
+
+    def _load_queries(self) -> dict[str, str]:
+        return {qid: self.base.queries[qid] for qid in self._kept_qids}
+
+    def _iter_docs(self) -> Iterator[Doc]:
+        if not self.max_docs:
+            yield from self.base.docs()
+            return
+        judged = {d for qid in self._kept_qids for d in self.base.qrels[qid]}
+        room = max(self.max_docs - len(judged), 0)
+        for doc in self.base.docs():
+            if doc.doc_id in judged:
+                yield doc
+            elif room > 0:
+                room -= 1
+                yield doc
+
+    def corpus_fingerprint(self) -> str:
+        if not self.max_docs:
+            return self.base.corpus_fingerprint()
+        return f"{self.base.corpus_fingerprint()}|docs={self.max_docs}|{self.topics_fingerprint()}"
+
+    def topics_fingerprint(self) -> str:
+        return f"{self.base.topics_fingerprint()}|queries={self.max_queries}"

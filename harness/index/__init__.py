@@ -1,0 +1,1 @@
+"""Indexes: Lucene (BM25, impact) via Pyserini; later PLAID via fast-plaid and FAISS."""

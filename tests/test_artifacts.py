@@ -1,0 +1,119 @@
+"""Stage directories: reuse when finished and intact, rebuild on --force or corruption, never read half-writes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from harness.artifacts import Store, atomic_write_json
+
+
+def build_once(store, key, payload="hello", calls=None):
+    stage = store.stage("demo", key)
+    with stage.ensure() as out:
+        if out is not None:
+            if calls is not None:
+                calls.append(1)
+            (out / "data.txt").write_text(payload)
+            stage.info["n"] = len(payload)
+    return stage
+
+
+def test_build_then_reuse(tmp_path):
+    calls = []
+    s1 = build_once(Store(tmp_path), {"x": 1}, calls=calls)
+    s2 = build_once(Store(tmp_path), {"x": 1}, calls=calls)
+    assert calls == [1] and s1.dir == s2.dir
+    assert (s2.dir / "data.txt").read_text() == "hello"
+    manifest = json.loads((s2.dir / "manifest.json").read_text())
+    assert manifest["key"] == {"x": 1} and manifest["info"] == {"n": 5} and "data.txt" in manifest["files"]
+    assert s2.info == {"n": 5}  # figures come back on reuse
+    # a different key is a different stage
+    s3 = build_once(Store(tmp_path), {"x": 2}, calls=calls)
+    assert calls == [1, 1] and s3.dir != s1.dir
+
+
+def test_force_rebuilds(tmp_path):
+    calls = []
+    build_once(Store(tmp_path), {"x": 1}, calls=calls)
+    store = Store(tmp_path, force=True)
+    s = build_once(store, {"x": 1}, payload="again", calls=calls)
+    assert calls == [1, 1] and (s.dir / "data.txt").read_text() == "again"
+    assert [r.reused for r in store.records] == [False]
+
+
+def test_corrupted_file_is_detected_and_recomputed(tmp_path, caplog):
+    s = build_once(Store(tmp_path), {"x": 1})
+    (s.dir / "data.txt").write_text("hellO")  # same size, different bytes
+    calls = []
+    with caplog.at_level("WARNING", logger="harness"):
+        s2 = build_once(Store(tmp_path), {"x": 1}, calls=calls)
+    assert calls == [1] and (s2.dir / "data.txt").read_text() == "hello"
+    assert "fails its checksum" in caplog.text
+    aside = list(tmp_path.glob("_shared/demo-*.corrupt-*"))
+    assert len(aside) == 1 and (aside[0] / "data.txt").read_text() == "hellO"  # kept, not deleted
+
+
+@pytest.mark.parametrize("damage", ["delete_file", "truncate", "drop_manifest", "garble_manifest"])
+def test_other_damage_is_detected(tmp_path, damage):
+    s = build_once(Store(tmp_path), {"x": 1})
+    if damage == "delete_file":
+        (s.dir / "data.txt").unlink()
+    elif damage == "truncate":
+        (s.dir / "data.txt").write_text("he")
+    elif damage == "drop_manifest":
+        (s.dir / "manifest.json").unlink()
+    else:
+        (s.dir / "manifest.json").write_text("{not json")
+    assert s.verify() is not None
+    calls = []
+    build_once(Store(tmp_path), {"x": 1}, calls=calls)
+    assert calls == [1]
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    store = Store(tmp_path)
+    stage = store.stage("demo", {"x": 1})
+    with pytest.raises(RuntimeError):
+        with stage.ensure() as out:
+            (out / "partial.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert not stage.dir.exists()
+    assert list((tmp_path / "_shared").iterdir()) == []
+
+
+def test_killed_build_is_never_used(tmp_path):
+    """SIGKILL mid-build: the final directory never appears; the next run builds from scratch."""
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from harness.artifacts import Store
+        stage = Store(Path({str(tmp_path)!r})).stage("demo", {{"x": 1}})
+        with stage.ensure() as out:
+            (out / "data.txt").write_text("half")
+            print("building", flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "building"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = list((tmp_path / "_shared").iterdir())
+    assert len(leftovers) == 1 and ".tmp-" in leftovers[0].name
+    calls = []
+    s = build_once(Store(tmp_path), {"x": 1}, calls=calls)
+    assert calls == [1] and (s.dir / "data.txt").read_text() == "hello"
+
+
+def test_atomic_write_json(tmp_path):
+    p = tmp_path / "a" / "b.json"
+    atomic_write_json(p, {"v": 1})
+    atomic_write_json(p, {"v": 2})
+    assert json.loads(p.read_text()) == {"v": 2}
+    assert [x.name for x in p.parent.iterdir()] == ["b.json"]
