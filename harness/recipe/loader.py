@@ -81,7 +81,7 @@ def _label(path: Path) -> str:
         rel = os.path.relpath(path)
     except ValueError:
         return str(path)
-    return rel if not rel.startswith("../../") else str(path)
+    return rel if not rel.startswith("..") else str(path)  # relative inside the working directory
 
 
 def _read_toml(path: Path, label_of_ref: str, ref_field: str) -> dict[str, Any]:
