@@ -17,6 +17,7 @@ EPILOG = """examples:
   harness quickstart                                   the embedded default recipe
   harness run recipes/baselines/bm25-scifact.toml      a recipe file (or a shipped name: baselines/bm25-scifact)
   harness run baselines/bm25-scifact --set 'eval.datasets=["cisi"]' --set name=bm25-cisi --json
+  harness answer-key recipes/baselines/teacher-scifact.toml   build/reuse the teacher's answer key
   harness validate recipes/baselines/bm25-scifact.toml
   harness recipes                                      list the shipped recipes
 
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="run the embedded default recipe (recipes/quickstart.toml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value")
+    _add_run_args(p)
+
+    p = sub.add_parser("answer-key", help="build (or reuse) the recipe's answer key: teacher scores of every "
+                                          "training pair, as parquet")
+    _add_recipe_args(p)
     _add_run_args(p)
 
     p = sub.add_parser("validate", help="check a recipe without running it (exit 2 when invalid)")
@@ -99,6 +105,23 @@ def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
     return 0
 
 
+def _cmd_answer_key(args: argparse.Namespace) -> int:
+    from harness.pipeline import build_answer_key
+    from harness.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
+    payload = build_answer_key(loaded, runs_dir, force=args.force)
+    if args.json:
+        sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
+    else:
+        info = payload["info"]
+        print(f"answer key: {payload['path']}")
+        print(f"  {info['pairs']} pairs of {info['queries']} queries; teacher {payload['teacher']['kind']}; "
+              f"positives {info['positive_mean']:.3f} vs negatives {info['negative_mean']:.3f} on average")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from harness.recipe import load_recipe
 
@@ -130,6 +153,8 @@ def main(argv: "list[str] | None" = None) -> int:
             return _cmd_run(args, args.recipe)
         if args.command == "quickstart":
             return _cmd_run(args, "quickstart")
+        if args.command == "answer-key":
+            return _cmd_answer_key(args)
         if args.command == "validate":
             return _cmd_validate(args)
         if args.command == "recipes":

@@ -1,10 +1,16 @@
 """Run a recipe: check every input, then build (or reuse) each stage, evaluate, and write the results.
 
     runs/
-      _shared/bm25-index-<hash>/     stages any recipe can reuse (indexes, answer keys, teachers)
+      _shared/                         stages any recipe reuses, keyed by content:
+        bm25-index-<hash>/             one Lucene index per corpus
+        bm25-run-<hash>/               BM25 top-k per (queries, depth): candidates and negative pools
+        groups-<hash>/                 training groups (positives + BM25 hard negatives)
+        teacher-finetune-<hash>/       a cross-encoder fine-tuned here
+        answer-key-<hash>/             teacher scores of every training pair (parquet)
+        teacher-rerank-<hash>/         the teacher reranking BM25's top-k of an eval set
       <recipe>/
-        manifest.json                recipe hash, inputs' fingerprints, stages, versions, git, device, timings
-        results.json                 {dataset: {measure: value}} and where the run/per-query files are
+        manifest.json                  recipe hash, inputs' fingerprints, stages, versions, git, device, timings
+        results.json                   {dataset: {measure: value}}, reference rows, where the files are
         retrieve-<dataset>-<hash>/run.trec
         eval-<dataset>-<hash>/per_query.tsv, metrics.json
 """
@@ -12,84 +18,126 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.artifacts import SHARED, Store, atomic_write_json
+from harness.artifacts import Store, atomic_write_json
 from harness.artifacts.environment import environment, package_versions
+from harness.context import RunContext
 from harness.data import Dataset, open_dataset
-from harness.evaluate import Run, evaluate, read_trec, write_per_query, write_trec
+from harness.errors import DataError
+from harness.evaluate import evaluate, read_trec, write_per_query
 from harness.recipe import LoadedRecipe
 
 log = logging.getLogger("harness")
 
-
-@dataclass
-class RunContext:
-    """Everything a method needs while it runs: the recipe, the store, the run directory."""
-
-    loaded: LoadedRecipe
-    store: Store
-    run_dir: Path
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def recipe(self):
-        return self.loaded.recipe
+TEACHER_METHODS = {"rerank"}  # methods whose recipe uses [teacher]
 
 
-def prepare_datasets(loaded: LoadedRecipe) -> list[Dataset]:
-    """Open every evaluation dataset and read its queries and qrels: fails fast, before any compute."""
-    ev = loaded.recipe.eval
+def prepare(ctx: RunContext) -> list[Dataset]:
+    """Open every dataset and resolve every model the recipe names: fails fast, before any compute."""
+    recipe = ctx.recipe
+    ev = recipe.eval
     out = []
     for spec in ev.datasets:
         ds = open_dataset(spec, max_queries=ev.max_queries, max_docs=ev.max_docs)
-        n_q = len(ds.queries)
-        if n_q == 0:
-            from harness.errors import DataError
-
+        if not ds.queries:
             raise DataError(f"{spec}: no judged queries (qrels and queries share no query id)")
-        log.info("data   %s: %d judged queries (%s)", ds.id, n_q, ds.source)
+        log.info("data   %s: %d judged queries (%s)", ds.id, len(ds.queries), ds.source)
         out.append(ds)
+    if recipe.method in TEACHER_METHODS:
+        prepare_teacher(ctx, needs_training_data=recipe.teacher.finetune.enabled and recipe.teacher.kind != "bi-encoder")
     return out
 
 
-# ---- methods: how a run file is produced for one dataset -----------------------------------------
+def prepare_teacher(ctx: RunContext, needs_training_data: bool) -> None:
+    from harness.teachers import check_models
 
-def _bm25_index(ctx: RunContext, ds: Dataset):
-    from harness.index.lucene import build_bm25_index
+    check_models(ctx)
+    if needs_training_data:
+        from harness.distill.groups import train_dataset
 
-    fields = ctx.recipe.data.doc_fields
-    stage = ctx.store.stage("bm25-index", {
-        "corpus": ds.corpus_fingerprint(), "fields": list(fields),
-        "pyserini": package_versions().get("pyserini"),
-    }, scope=SHARED)
-    with stage.ensure() as out:
-        if out is not None:
-            stage.info.update(build_bm25_index(ds.docs(), fields, out / "index"))
-    return stage
+        train = train_dataset(ctx)
+        if not train.queries:
+            raise DataError(f"{train.id}: no judged training queries")
+        log.info("data   %s: %d training queries (%s)", train.id, len(train.queries), train.source)
 
 
-def _bm25_run(ctx: RunContext, ds: Dataset) -> "tuple[Any, Callable[[Path], None]]":
-    from harness.index.lucene import bm25_search
-
-    index = _bm25_index(ctx, ds)
-    r = ctx.recipe
-    key = {"index": index.hash, "topics": ds.topics_fingerprint(), "k1": r.bm25.k1, "b": r.bm25.b,
-           "depth": r.eval.depth}
-
-    def produce(out: Path) -> None:
-        t0 = time.perf_counter()
-        run = bm25_search(index.dir / "index", ds.queries, k=r.eval.depth, k1=r.bm25.k1, b=r.bm25.b)
-        write_trec(run, out / "run.trec", tag=ctx.loaded.name)
-        return {"queries": len(run), "search_seconds": round(time.perf_counter() - t0, 3)}
-
-    return key, produce
+def prepare_datasets(loaded: LoadedRecipe) -> list[Dataset]:
+    """The checks of :func:`prepare` without a run directory (``harness validate --data``)."""
+    return prepare(RunContext(loaded, Store(Path("runs")), Path("runs") / loaded.name))
 
 
-METHODS: dict[str, Callable[[RunContext, Dataset], "tuple[dict, Callable]"]] = {"bm25": _bm25_run}
+# ---- methods: how the run file of one dataset is produced ------------------------------------------
+
+def _copy_run(stage) -> Callable[[Path], dict]:
+    def produce(out: Path) -> dict:
+        shutil.copyfile(stage.dir / "run.trec", out / "run.trec")
+        return {"from": str(stage.dir)}
+
+    return produce
+
+
+def _bm25(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]:
+    from harness.index.stages import bm25_run
+
+    stage = bm25_run(ctx, ds, ctx.recipe.eval.depth)
+    return {"bm25-run": stage.hash}, _copy_run(stage)
+
+
+def _rerank(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]:
+    from harness.teachers.rerank import teacher_rerank_stage
+
+    stage = teacher_rerank_stage(ctx, ds)
+    return {"teacher-rerank": stage.hash}, _copy_run(stage)
+
+
+METHODS: dict[str, Callable[[RunContext, Dataset], tuple[dict, Callable[[Path], dict]]]] = {
+    "bm25": _bm25, "rerank": _rerank}
+
+
+# ---- the teacher check -----------------------------------------------------------------------------
+
+def teacher_reference(ctx: RunContext, datasets: list[Dataset]) -> dict[str, Any]:
+    """Teacher-as-reranker vs BM25 at the same depth, per eval set; warns when the teacher is weaker."""
+    from harness.index.stages import bm25_run
+    from harness.teachers.rerank import teacher_rerank_stage
+
+    measures = list(ctx.recipe.eval.measures)
+    depth = ctx.recipe.teacher.rerank_depth
+    ref: dict[str, Any] = {"depth": depth, "teacher": {}, "bm25": {}}
+    for ds in datasets:
+        teacher_run = read_trec(teacher_rerank_stage(ctx, ds).dir / "run.trec")
+        bm25 = read_trec(bm25_run(ctx, ds, depth).dir / "run.trec")
+        ref["teacher"][ds.id], _ = evaluate(teacher_run, ds.qrels, measures)
+        ref["bm25"][ds.id], _ = evaluate(bm25, ds.qrels, measures)
+        m = measures[0]
+        t, b = ref["teacher"][ds.id][m], ref["bm25"][ds.id][m]
+        log.info("teacher %s: reranking BM25 top-%d gives %s %.4f (BM25 %.4f)", ds.id, depth, m, t, b)
+        if t < b:
+            msg = (f"TEACHER WEAKER THAN BM25 on {ds.id}: {m} {t:.4f} < {b:.4f} reranking BM25's top-{depth}. "
+                   "Its answer key would teach students to be worse than BM25; fix the teacher first.")
+            log.warning("!" * 100 + "\n%s\n" + "!" * 100, msg)
+            ctx.warnings.append(msg)
+    return ref
+
+
+# ---- the answer key on its own ---------------------------------------------------------------------
+
+def build_answer_key(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dict[str, Any]:
+    """Build (or reuse) the recipe's answer key; returns where it is and what it holds."""
+    from harness.distill.answer_key import answer_key_stage
+    from harness.teachers import teacher_key
+
+    store = Store(Path(runs_dir), force=force)
+    ctx = RunContext(loaded, store, Path(runs_dir) / loaded.name)
+    prepare_teacher(ctx, needs_training_data=True)
+    stage = answer_key_stage(ctx)
+    return {"recipe": loaded.name, "path": str(stage.dir / "answer_key.parquet"), "stage": str(stage.dir),
+            "hash": stage.hash, "teacher": teacher_key(ctx), "info": stage.info,
+            "reused": all(r.reused for r in store.records if r.name == "answer-key")}
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -103,21 +151,21 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dic
     ctx = RunContext(loaded, store, run_dir)
     log.info("recipe %s (%s, hash %s) -> %s", loaded.name, loaded.path, loaded.hash[:12], run_dir)
 
-    datasets = prepare_datasets(loaded)
+    datasets = prepare(ctx)
 
     results: dict[str, dict[str, float]] = {}
     files: dict[str, dict[str, str]] = {}
     n_queries: dict[str, int] = {}
+    measures = list(recipe.eval.measures)
     for ds in datasets:
         key, produce = METHODS[recipe.method](ctx, ds)
         retrieve = store.stage(f"retrieve-{ds.slug}", {"method": recipe.method, **key}, scope=loaded.name)
         with retrieve.ensure() as out:
             if out is not None:
                 retrieve.info.update(produce(out) or {})
-        measures = list(recipe.eval.measures)
-        evaluation = store.stage(f"eval-{ds.slug}", {"run": retrieve.hash, "topics": ds.topics_fingerprint(),
-                                                    "measures": measures, "ir_measures":
-                                                    package_versions().get("ir-measures")}, scope=loaded.name)
+        evaluation = store.stage(f"eval-{ds.slug}", {
+            "run": retrieve.hash, "topics": ds.topics_fingerprint(), "measures": measures,
+            "ir_measures": package_versions().get("ir-measures")}, scope=loaded.name)
         with evaluation.ensure() as out:
             if out is not None:
                 aggregate, per_query = evaluate(read_trec(retrieve.dir / "run.trec"), ds.qrels, measures)
@@ -131,12 +179,20 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dic
         files[ds.id] = {"run": str(retrieve.dir / "run.trec"), "per_query": str(evaluation.dir / "per_query.tsv")}
         log.info("result %s: %s", ds.id, "  ".join(f"{m} {v:.4f}" for m, v in metrics["measures"].items()))
 
+    reference = None
+    if recipe.method in TEACHER_METHODS and recipe.teacher.check:
+        reference = teacher_reference(ctx, datasets)
+
     seconds = time.perf_counter() - t_start
     payload = {
         "recipe": loaded.name, "recipe_file": str(loaded.path), "recipe_hash": loaded.hash,
         "method": recipe.method, "description": recipe.description, "run_dir": str(run_dir),
         "results": results, "queries": n_queries, "files": files, "seconds": round(seconds, 3),
+        "warnings": ctx.warnings,
     }
+    if reference is not None:
+        payload["reference"] = reference
+    stage_info = {f"{r.name}@{r.hash[:12]}": r.info for r in store.records if r.info}
     manifest = {
         "recipe": loaded.name, "recipe_file": str(loaded.path), "extends": [str(p) for p in loaded.files[1:]],
         "overrides": list(loaded.overrides), "recipe_hash": loaded.hash, "config": loaded.config,
@@ -147,6 +203,8 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dic
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "timings": {"total_seconds": round(seconds, 3),
                     "stages": {f"{r.name}@{r.hash[:12]}": round(r.seconds, 3) for r in store.records}},
+        "stage_info": stage_info,
+        "warnings": ctx.warnings,
     }
     atomic_write_json(run_dir / "manifest.json", manifest)
     atomic_write_json(run_dir / "results.json", payload)

@@ -34,3 +34,33 @@ def last_json_line(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert lines, "no output on stdout"
     return json.loads(lines[-1])
+
+
+def make_tiny_bert(out: Path, kind: str = "cross-encoder", hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny random BERT with the real MiniLM tokenizer, saved the way Hugging Face saves models.
+
+    kind: "cross-encoder" (BertForSequenceClassification, one logit), "encoder" (BertModel) or "mlm"
+    (BertForMaskedLM). Tests load it back through the harness's real loading code."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+
+    from harness.models import minilm_path
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=hidden * 2, max_position_embeddings=512, num_labels=1)
+    cls = {"cross-encoder": BertForSequenceClassification, "encoder": BertModel, "mlm": BertForMaskedLM}[kind]
+    model = cls(config).eval()
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-ce", "cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-enc", "encoder")

@@ -37,7 +37,7 @@ def test_bm25_scifact_reproduces_pyserini(runs, data_dir):
     assert manifest["inputs"]["beir/scifact/test"]["corpus"].startswith("beir-corpus:")
     assert {"pyserini", "ir-measures", "python"} <= set(manifest["environment"]["versions"])
     assert "commit" in manifest["environment"]["git"] and manifest["environment"]["device"] == "cpu"
-    assert [s["name"] for s in manifest["stages"]] == ["bm25-index", "retrieve-beir-scifact-test",
+    assert [s["name"] for s in manifest["stages"]] == ["bm25-index", "bm25-run", "retrieve-beir-scifact-test",
                                                       "eval-beir-scifact-test"]
     assert not any(s["reused"] for s in manifest["stages"])
     # the run file and per-query values are kept for significance tests
@@ -53,14 +53,14 @@ def test_bm25_scifact_reproduces_pyserini(runs, data_dir):
 def test_rerun_reuses_and_force_redoes(runs, data_dir):
     again = run_cli("run", "baselines/bm25-scifact", "--runs-dir", str(runs), "--json")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("reuse  ") == 3 and "build  " not in again.stderr
+    assert again.stderr.count("reuse  ") == 4 and "build  " not in again.stderr
     manifest = json.loads((runs / "bm25-scifact" / "manifest.json").read_text())
     assert all(s["reused"] for s in manifest["stages"])
     first = last_json_line(again.stdout)["results"]
 
     forced = run_cli("run", "baselines/bm25-scifact", "--runs-dir", str(runs), "--json", "--force")
     assert forced.returncode == 0, forced.stderr
-    assert forced.stderr.count("build  ") == 3 and "reuse  " not in forced.stderr
+    assert forced.stderr.count("build  ") == 4 and "reuse  " not in forced.stderr
     assert last_json_line(forced.stdout)["results"] == first
 
 

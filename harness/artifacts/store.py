@@ -118,6 +118,10 @@ class Stage:
     @contextlib.contextmanager
     def ensure(self) -> Iterator["Path | None"]:
         """Yield None if a verified copy exists (and --force is off), else a temp dir to build into."""
+        if self.hash in self.store.ready:  # already ensured in this run: no second check, no second record
+            self.info = self.manifest().get("info", {})
+            yield None
+            return
         t0 = time.perf_counter()
         problem = self.verify()
         if problem is None and not self.store.force:
@@ -125,6 +129,7 @@ class Stage:
             log.info("reuse  %s %s (%s)", self.name, self.hash[:12], _rel(self.dir))
             self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True,
                                                   time.perf_counter() - t0, self.info))
+            self.store.ready.add(self.hash)
             yield None
             return
         if problem not in (None, "missing"):
@@ -148,6 +153,7 @@ class Stage:
         }
         atomic_write_json(tmp / "manifest.json", manifest)
         self._publish(tmp)
+        self.store.ready.add(self.hash)
         self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info))
 
     def _publish(self, tmp: Path) -> None:
@@ -170,6 +176,7 @@ class Store:
         self.root = Path(root)
         self.force = force
         self.records: list[StageRecord] = []
+        self.ready: set[str] = set()  # stages verified or built by this run
 
     def stage(self, name: str, key: dict[str, Any], scope: str = SHARED) -> Stage:
         if not name.replace("-", "").isalnum():

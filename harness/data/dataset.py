@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator
+from typing import Iterator, Mapping
 
 Qrels = dict[str, dict[str, int]]  # qid -> {doc_id: relevance}
 
@@ -54,6 +54,12 @@ class Dataset:
     # -- public --------------------------------------------------------------------------------
     def docs(self) -> Iterator[Doc]:
         return self._iter_docs()
+
+    def doc_store(self) -> Mapping[str, Doc]:
+        """Random access to documents by id (a dict for local folders; ir_datasets' docs_store otherwise)."""
+        if not hasattr(self, "_doc_store"):
+            self._doc_store = {d.doc_id: d for d in self.docs()}
+        return self._doc_store
 
     @cached_property
     def qrels(self) -> Qrels:
@@ -117,6 +123,9 @@ class DatasetSlice(Dataset):
             elif room > 0:
                 room -= 1
                 yield doc
+
+    def doc_store(self) -> Mapping[str, Doc]:
+        return self.base.doc_store() if not self.max_docs else super().doc_store()
 
     def corpus_fingerprint(self) -> str:
         if not self.max_docs:

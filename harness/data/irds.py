@@ -62,6 +62,13 @@ class IrDataset(Dataset):
                     text = doc.default_text()
                 yield Doc(doc.doc_id, title, text)
 
+    def doc_store(self):
+        """ir_datasets' random-access store (downloads and builds its lookup on first use)."""
+        if not hasattr(self, "_doc_store"):
+            with self._download_errors("documents"):
+                self._doc_store = _IrdsDocStore(self._ds.docs_store())
+        return self._doc_store
+
     def _load_queries(self) -> dict[str, str]:
         with self._download_errors("queries"):
             return {q.query_id: (getattr(q, "text", None) or q.default_text()) for q in self._ds.queries_iter()}
@@ -79,6 +86,23 @@ class IrDataset(Dataset):
 
     def topics_fingerprint(self) -> str:
         return f"irds-topics:{self.irds_id}:{_irds().__version__}"
+
+
+class _IrdsDocStore:
+    """Mapping-like view of an ir_datasets docs store returning :class:`Doc`."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getitem__(self, doc_id: str) -> Doc:
+        doc = self._store.get(doc_id)
+        if doc is None:
+            raise KeyError(doc_id)
+        text = getattr(doc, "text", None)
+        return Doc(doc.doc_id, getattr(doc, "title", "") or "", text if text is not None else doc.default_text())
+
+    def __contains__(self, doc_id: str) -> bool:
+        return self._store.get(doc_id) is not None
 
 
 def _quiet_download_failures(record: logging.LogRecord) -> bool:

@@ -81,3 +81,17 @@ def bm25_search(index_dir: Path, queries: dict[str, str], k: int, k1: float, b: 
         return {qid: [(h.docid, float(h.score)) for h in hits.get(qid, [])] for qid in qids}
     finally:
         searcher.close()
+
+
+class BM25PairScorer:
+    """BM25 score of given (query, document) pairs, for documents outside a query's retrieved list."""
+
+    def __init__(self, index_dir: Path, k1: float, b: float):
+        start_jvm()
+        from pyserini.index.lucene import LuceneIndexReader
+
+        self.reader = LuceneIndexReader(str(index_dir))
+        self.similarity = autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b))
+
+    def score(self, query: str, doc_id: str) -> float:
+        return float(self.reader.compute_query_document_score(doc_id, query, similarity=self.similarity))

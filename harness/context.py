@@ -1,0 +1,29 @@
+"""The state one recipe run carries through its stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import Store
+from harness.recipe import LoadedRecipe
+
+
+@dataclass
+class RunContext:
+    loaded: LoadedRecipe
+    store: Store
+    run_dir: Path
+    warnings: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)  # per-run memo: loaded teachers, datasets …
+
+    @property
+    def recipe(self):
+        return self.loaded.recipe
+
+    def memo(self, key: str, make):
+        """Compute once per run (models loaded once, passage embeddings encoded once)."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]

