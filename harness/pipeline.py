@@ -33,7 +33,11 @@ from harness.recipe import LoadedRecipe
 
 log = logging.getLogger("harness")
 
-TEACHER_METHODS = {"rerank"}  # methods whose recipe uses [teacher]
+TEACHER_VARIANTS = {"static", "online", "multitask"}  # student variants whose targets come from [teacher]
+
+
+def uses_teacher(recipe) -> bool:
+    return recipe.method == "rerank" or (recipe.method == "student" and recipe.distill.variant in TEACHER_VARIANTS)
 
 
 def prepare(ctx: RunContext) -> list[Dataset]:
@@ -47,9 +51,25 @@ def prepare(ctx: RunContext) -> list[Dataset]:
             raise DataError(f"{spec}: no judged queries (qrels and queries share no query id)")
         log.info("data   %s: %d judged queries (%s)", ds.id, len(ds.queries), ds.source)
         out.append(ds)
-    if recipe.method in TEACHER_METHODS:
-        prepare_teacher(ctx, needs_training_data=recipe.teacher.finetune.enabled and recipe.teacher.kind != "bi-encoder")
+    if uses_teacher(recipe):
+        prepare_teacher(ctx, needs_training_data=recipe.method == "student" or (
+            recipe.teacher.finetune.enabled and recipe.teacher.kind != "bi-encoder"))
+    if recipe.method == "student":
+        from harness.models import resolve_model
+
+        resolve_model(recipe.student.model, "student.model")
+        if not uses_teacher(recipe):
+            prepare_teacher_free_training(ctx)
     return out
+
+
+def prepare_teacher_free_training(ctx: RunContext) -> None:
+    from harness.distill.groups import train_dataset
+
+    train = train_dataset(ctx)
+    if not train.queries:
+        raise DataError(f"{train.id}: no judged training queries")
+    log.info("data   %s: %d training queries (%s)", train.id, len(train.queries), train.source)
 
 
 def prepare_teacher(ctx: RunContext, needs_training_data: bool) -> None:
@@ -94,8 +114,14 @@ def _rerank(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]
     return {"teacher-rerank": stage.hash}, _copy_run(stage)
 
 
+def _student(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]:
+    from harness.distill.stages import student_method
+
+    return student_method(ctx, ds)
+
+
 METHODS: dict[str, Callable[[RunContext, Dataset], tuple[dict, Callable[[Path], dict]]]] = {
-    "bm25": _bm25, "rerank": _rerank}
+    "bm25": _bm25, "rerank": _rerank, "student": _student}
 
 
 # ---- the teacher check -----------------------------------------------------------------------------
@@ -156,6 +182,8 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dic
     results: dict[str, dict[str, float]] = {}
     files: dict[str, dict[str, str]] = {}
     n_queries: dict[str, int] = {}
+    exact_results: dict[str, dict[str, float]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     measures = list(recipe.eval.measures)
     for ds in datasets:
         key, produce = METHODS[recipe.method](ctx, ds)
@@ -170,26 +198,36 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dic
             if out is not None:
                 aggregate, per_query = evaluate(read_trec(retrieve.dir / "run.trec"), ds.qrels, measures)
                 write_per_query(per_query, measures, out / "per_query.tsv")
-                atomic_write_json(out / "metrics.json", {"dataset": ds.id, "queries": len(per_query),
-                                                         "measures": aggregate})
+                metrics = {"dataset": ds.id, "queries": len(per_query), "measures": aggregate}
+                if (retrieve.dir / "exact.trec").is_file():  # what the approximate index loses
+                    metrics["exact"], _ = evaluate(read_trec(retrieve.dir / "exact.trec"), ds.qrels, measures)
+                atomic_write_json(out / "metrics.json", metrics)
                 evaluation.info.update({"queries": len(per_query)})
         metrics = _read_json(evaluation.dir / "metrics.json")
         results[ds.id] = metrics["measures"]
+        if "exact" in metrics:
+            exact_results[ds.id] = metrics["exact"]
         n_queries[ds.id] = metrics["queries"]
         files[ds.id] = {"run": str(retrieve.dir / "run.trec"), "per_query": str(evaluation.dir / "per_query.tsv")}
+        figures[ds.id] = {**_index_figures(store, retrieve), **retrieve.info}
         log.info("result %s: %s", ds.id, "  ".join(f"{m} {v:.4f}" for m, v in metrics["measures"].items()))
 
     reference = None
-    if recipe.method in TEACHER_METHODS and recipe.teacher.check:
+    if uses_teacher(recipe) and recipe.teacher.check:
         reference = teacher_reference(ctx, datasets)
+    training = next((r.info for r in store.records if r.name.startswith("student-")), None)
 
     seconds = time.perf_counter() - t_start
     payload = {
         "recipe": loaded.name, "recipe_file": str(loaded.path), "recipe_hash": loaded.hash,
         "method": recipe.method, "description": recipe.description, "run_dir": str(run_dir),
         "results": results, "queries": n_queries, "files": files, "seconds": round(seconds, 3),
-        "warnings": ctx.warnings,
+        "warnings": ctx.warnings, "figures": figures,
     }
+    if exact_results:
+        payload["exact"] = exact_results
+    if training is not None:
+        payload["training"] = training
     if reference is not None:
         payload["reference"] = reference
     stage_info = {f"{r.name}@{r.hash[:12]}": r.info for r in store.records if r.info}
@@ -209,6 +247,15 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dic
     atomic_write_json(run_dir / "manifest.json", manifest)
     atomic_write_json(run_dir / "results.json", payload)
     return payload
+
+
+def _index_figures(store: Store, retrieve) -> dict[str, Any]:
+    """Figures of the index stage this run's retrieval used (size, encoding speed, sparsity)."""
+    index_hash = retrieve.key.get("index")
+    for r in store.records:
+        if r.hash == index_hash:
+            return {k: v for k, v in r.info.items() if k not in ("from",)}
+    return {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def test_defaults_name_and_hash(tmp_path):
     ("[bm25]\nk1 = \"high\"\n", None, 'bm25.k1: expected a positive number, got "high"'),
     ("seed = -1\n", None, "seed: expected a non-negative integer, got -1"),
     ("[eval]\nmax_queries = \"all\"\n", None, 'eval.max_queries: expected a non-negative integer, got "all"'),
-    ("method = \"bm52\"\n", None, 'method: expected one of "bm25", "rerank", got "bm52"; did you mean "bm25"?'),
+    ("method = \"bm52\"\n", None, 'method: expected one of "bm25", "rerank", "student", got "bm52"; did you mean "bm25"?'),
     ("[eval]\ndatasets = \"beir/scifact/test\"\n", None, "eval.datasets: expected a list of strings"),
     ("[eval]\ndatasets = []\n", None, "eval.datasets: expected a non-empty list of dataset ids, got []"),
     ("[eval]\ndatasets = [1, 2]\n", None, "eval.datasets[0]: expected a string, got 1"),

@@ -75,6 +75,15 @@ class TrainSection:
     dataset: str = param("beir/scifact/train", doc="Training queries and qrels (positives): a dataset id.")
     max_queries: int = param(0, doc="Keep only the first N training queries (0 = all): for CPU slices.",
                              check=non_negative)
+    epochs: float = param(1.0, doc="Passes over the training examples (query, positive, negatives).",
+                          check=positive)
+    max_steps: int = param(0, doc="Stop after this many optimiser steps (0 = no cap).", check=non_negative)
+    batch_queries: int = param(8, doc="Training examples (queries with their group) per step.", check=positive)
+    lr: float = param(2e-5, doc="Peak learning rate (AdamW; linear warm-up, then linear decay).", check=positive)
+    warmup: float = param(0.1, doc="Fraction of the steps spent warming up.", check=between(0.0, 1.0))
+    weight_decay: float = param(0.01, doc="AdamW weight decay.", check=non_negative)
+    checkpoint_every: int = param(50, doc="Save a resumable checkpoint every N steps (0 = never).",
+                                  check=non_negative)
 
 
 @dataclass(frozen=True)
@@ -144,11 +153,104 @@ class TeacherSection:
 
 
 @dataclass(frozen=True)
+class SpladeSection:
+    init_active_terms: int = param(200, doc="Sparse start: calibrate the output bias so an untrained passage "
+                                            "activates this many terms on average.", check=positive)
+    calibrate: Literal["auto", "always", "never"] = param(
+        "auto", doc="auto: calibrate only when the backbone had no MLM head.")
+    lambda_q: float = param(0.01, doc="FLOPS weight on queries.", check=non_negative)
+    lambda_d: float = param(0.008, doc="FLOPS weight on passages.", check=non_negative)
+    flops_ramp: float = param(0.3, doc="Fraction of the steps over which λ ramps up quadratically.",
+                              check=between(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ColbertSection:
+    dim: int = param(128, doc="Token vector size after the linear projection.", check=positive)
+    query_augment: bool = param(True, doc="Pad queries with [MASK] tokens to query_max_len (attended to).")
+    skip_punctuation: bool = param(True, doc="Drop punctuation tokens from passage vectors.")
+
+
+@dataclass(frozen=True)
+class DenseSection:
+    pooling: Literal["cls", "mean"] = param("cls", doc="How token vectors become one vector.")
+    normalize: bool = param(False, doc="L2-normalise (cosine); false = dot product as in Margin-MSE.")
+
+
+@dataclass(frozen=True)
+class StudentSection:
+    family: Literal["splade", "colbert", "dense"] = param("splade", doc="The student's architecture.")
+    model: str = param("minilm", doc='Backbone: "minilm" (PyPI all-MiniLM-L6-v2), a hub name or a path.')
+    layers: int = param(0, doc="Keep only the first N transformer layers (0 = all): smaller, faster students.",
+                        check=non_negative)
+    query_max_len: int = param(32, doc="Query tokens.", check=positive)
+    doc_max_len: int = param(256, doc="Passage tokens.", check=positive)
+    batch_size: int = param(32, doc="Texts per forward pass when encoding for the index.", check=positive)
+    splade: SpladeSection = param(SpladeSection)
+    colbert: ColbertSection = param(ColbertSection)
+    dense: DenseSection = param(DenseSection)
+
+
+@dataclass(frozen=True)
+class DistillSection:
+    variant: Literal["none", "static", "online", "self", "margin", "multitask"] = param(
+        "static", doc="Where the targets come from: none (the untrained student), static (the answer key), "
+                      "online (teacher in the loop), self (a larger trained student), margin (a constant "
+                      "margin, no teacher), multitask (a base variant + MLM + in-batch contrastive).")
+    loss: Literal["auto", "mse", "margin-mse", "kl"] = param(
+        "auto", doc="auto: splade → mse (+ FLOPS), colbert and dense → margin-mse.")
+    pairs: Literal["all", "positive"] = param(
+        "all", doc="margin-mse: every pair of the group, or the positive against each negative.")
+    margin: float = param(1.0, doc="The margin variant's target s(q,p+) − s(q,p−).", check=positive)
+    temperature: float = param(1.0, doc="kl: softmax temperature.", check=positive)
+    target_scale: Literal["none", "fixed", "learned"] = param(
+        "none", doc="Reconcile score scales: fixed maps the teacher score t → a·t + b; learned fits "
+                    "s → α·s + β (two shared scalars) on the student side.")
+    scale_a: float = param(1.0, doc="fixed target_scale: a.")
+    scale_b: float = param(0.0, doc="fixed target_scale: b.")
+
+
+@dataclass(frozen=True)
+class ImpactSection:
+    quantization: int = param(100, doc="Integer impact = round(weight × this) (Lucene impacts are integers).",
+                              check=positive)
+
+
+@dataclass(frozen=True)
+class PlaidSection:
+    nbits: int = param(4, doc="Bits per residual dimension (PLAID compression: 2 or 4).", check=positive)
+    kmeans_niters: int = param(4, doc="k-means iterations when building the centroids.", check=positive)
+    n_ivf_probe: int = param(8, doc="Centroids probed per query token.", check=positive)
+    n_full_scores: int = param(4096, doc="Candidates scored in full (decompressed MaxSim).", check=positive)
+
+
+@dataclass(frozen=True)
+class FaissSection:
+    kind: Literal["flat", "hnsw"] = param("flat", doc="flat: exact inner product; hnsw: approximate graph.")
+    hnsw_m: int = param(32, doc="HNSW neighbours per node.", check=positive)
+    ef_construction: int = param(200, doc="HNSW build beam.", check=positive)
+    ef_search: int = param(128, doc="HNSW search beam.", check=positive)
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    exact: Literal["auto", "always", "never"] = param(
+        "auto", doc="Also search exhaustively (auto: corpora up to exact_max_docs) and report what the "
+                    "approximate index loses.")
+    exact_max_docs: int = param(20000, doc="auto: the largest corpus searched exhaustively too.", check=positive)
+    latency_queries: int = param(100, doc="Queries timed one at a time for latency p50/p95.", check=positive)
+    impact: ImpactSection = param(ImpactSection)
+    plaid: PlaidSection = param(PlaidSection)
+    faiss: FaissSection = param(FaissSection)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = param(doc="Recipe name: the run directory is runs/<name>/ (default: the file name).")
-    method: Literal["bm25", "rerank"] = param(
+    method: Literal["bm25", "rerank", "student"] = param(
         "bm25", doc="What is evaluated: bm25 = Pyserini Lucene BM25; rerank = the teacher reranking BM25's "
-                    "top teacher.rerank_depth.")
+                    "top teacher.rerank_depth; student = a student trained by [distill] and served from "
+                    "its index.")
     description: str = param("", doc="Free text shown in reports.")
     seed: int = param(42, doc="Random seed for everything that samples.", check=non_negative,
 )
@@ -158,3 +260,6 @@ class Recipe:
     train: TrainSection = param(TrainSection)
     negatives: NegativesSection = param(NegativesSection)
     teacher: TeacherSection = param(TeacherSection)
+    student: StudentSection = param(StudentSection)
+    distill: DistillSection = param(DistillSection)
+    index: IndexSection = param(IndexSection)

@@ -1,0 +1,177 @@
+"""One training loop for every student family and distillation variant.
+
+A variant is (where the targets come from) × (which loss) × (which auxiliary tasks): the loop asks a
+:class:`~harness.distill.targets.TargetSource` for targets and an :class:`Objective` for the loss.
+
+Each step takes ``train.batch_queries`` examples — a query, one of its positives and its N hard negatives
+(G = N + 1 passages, positive first) — in an order fixed by the seed, so an interrupted run that resumes
+from its last checkpoint (model, optimiser, scheduler, RNG state; every ``train.checkpoint_every`` steps)
+sees the same batches as an uninterrupted one. AdamW, linear warm-up then decay, gradient clipping at 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from harness.distill.groups import Group
+from harness.distill.losses import FLOPS, ListwiseKL, MarginMSE, PointwiseMSE, flops_weight
+from harness.encoding import progress
+
+log = logging.getLogger("harness")
+
+DEFAULT_LOSS = {"splade": "mse", "colbert": "margin-mse", "dense": "margin-mse"}
+
+
+def resolve_loss(family: str, distill) -> str:
+    if distill.variant == "margin":
+        return "margin-mse"
+    return DEFAULT_LOSS[family] if distill.loss == "auto" else distill.loss
+
+
+def make_examples(groups: Sequence[Group], group_size: int) -> list[tuple[str, tuple[str, ...]]]:
+    """(qid, (positive, negative_1..N)) for every positive; short negative lists are repeated cyclically so
+    every example has ``group_size`` passages."""
+    n_neg = group_size - 1
+    out = []
+    for g in groups:
+        if not g.negatives:
+            continue
+        negs = tuple(g.negatives[i % len(g.negatives)] for i in range(n_neg))
+        out.extend((g.qid, (pos, *negs)) for pos in g.positives)
+    return out
+
+
+class Objective(torch.nn.Module):
+    """Main distillation loss (+ FLOPS for SPLADE), with optional score scaling."""
+
+    def __init__(self, family: str, distill, splade=None, total_steps: int = 1):
+        super().__init__()
+        self.family, self.distill, self.splade, self.total_steps = family, distill, splade, total_steps
+        self.loss_name = resolve_loss(family, distill)
+        pairs = "positive" if distill.variant == "margin" else distill.pairs
+        self.main = {"mse": PointwiseMSE(), "margin-mse": MarginMSE(pairs),
+                     "kl": ListwiseKL(distill.temperature)}[self.loss_name]
+        self.flops = FLOPS()
+        self.learned = distill.target_scale == "learned" and distill.variant != "margin"
+        if self.learned:
+            self.alpha = torch.nn.Parameter(torch.tensor(1.0))
+            self.beta = torch.nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, q_rep, d_rep, scores: torch.Tensor, targets: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
+        d = self.distill
+        if d.target_scale == "fixed" and d.variant != "margin":
+            targets = d.scale_a * targets + d.scale_b
+        if self.learned:
+            scores = self.alpha * scores + self.beta
+        parts = {"distill": self.main(scores, targets)}
+        if self.family == "splade" and self.splade is not None:
+            ramp = int(self.splade.flops_ramp * self.total_steps)
+            lq = flops_weight(self.splade.lambda_q, step, ramp)
+            ld = flops_weight(self.splade.lambda_d, step, ramp)
+            if lq:
+                parts["flops_q"] = lq * self.flops(q_rep)
+            if ld:
+                parts["flops_d"] = ld * self.flops(d_rep)
+        return sum(parts.values()), parts
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], queries: Mapping[str, str],
+                  doc_text: Callable[[str], str], targets, objective: Objective, train, seed: int,
+                  out_dir: Path, scratch: Path, extra_step: "Callable | None" = None) -> dict:
+    """Train ``student`` in place; writes ``train_log.jsonl`` to ``out_dir``; returns figures."""
+    from transformers import get_linear_schedule_with_warmup
+
+    if not examples:
+        from harness.errors import DataError
+
+        raise DataError("train: no training example (a query with a positive and a BM25 negative)")
+    n_steps = max(1, math.ceil(len(examples) * train.epochs / train.batch_queries))
+    if train.max_steps:
+        n_steps = min(n_steps, train.max_steps)
+    objective.total_steps = n_steps
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < n_steps * train.batch_queries:
+        perm = list(range(len(examples)))
+        rng.shuffle(perm)
+        order.extend(perm)
+    params = [p for p in list(student.parameters()) + list(objective.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, int(train.warmup * n_steps), n_steps)
+    history: list[dict] = []
+    start = 0
+    scratch.mkdir(parents=True, exist_ok=True)
+    ckpt = scratch / "checkpoint.pt"
+    torch.manual_seed(seed)
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=student.device, weights_only=False)
+        student.load_state_dict(state["student"])
+        objective.load_state_dict(state["objective"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start, history = state["step"], state["history"]
+        log.info("train: resuming from step %d of %d (checkpoint in %s)", start, n_steps, scratch)
+    student.train()
+    t0 = time.perf_counter()
+    with progress(n_steps, f"train {student.family}", unit="step") as bar:
+        bar.update(start)
+        for step in range(start, n_steps):
+            batch = [examples[i] for i in order[step * train.batch_queries:(step + 1) * train.batch_queries]]
+            qids = [q for q, _ in batch]
+            doc_ids = [docs for _, docs in batch]
+            q_rep = student.encode_queries([queries[q] for q in qids])
+            d_rep = student.encode_docs([doc_text(d) for docs in doc_ids for d in docs])
+            scores = student.score_groups(q_rep, d_rep)
+            tgt = targets(qids, doc_ids, queries, scores.device)
+            loss, parts = objective(q_rep, d_rep, scores, tgt, step)
+            if extra_step is not None:
+                extra, extra_parts = extra_step(student, q_rep, d_rep, qids, doc_ids, step)
+                loss = loss + extra
+                parts.update(extra_parts)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            row = {"step": step + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+                   **{k: round(float(v.detach()), 5) for k, v in parts.items()}}
+            if student.family == "splade":
+                row["doc_terms"] = round(float((d_rep.detach() > 0).sum(-1).float().mean()), 1)
+                row["query_terms"] = round(float((q_rep.detach() > 0).sum(-1).float().mean()), 1)
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            bar.update(1)
+            if train.checkpoint_every and (step + 1) % train.checkpoint_every == 0 and step + 1 < n_steps:
+                _save_checkpoint(ckpt, {"step": step + 1, "student": student.state_dict(),
+                                        "objective": objective.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                                        "history": history})
+    seconds = time.perf_counter() - t0
+    student.eval()
+    with open(out_dir / "train_log.jsonl", "w") as fh:
+        for row in history:
+            fh.write(json.dumps(row) + "\n")
+    k = min(10, len(history))
+    info = {"steps": n_steps, "examples": len(examples), "resumed_from": start, "train_seconds": round(seconds, 1),
+            "loss_first10": round(sum(h["loss"] for h in history[:k]) / k, 4),
+            "loss_last10": round(sum(h["loss"] for h in history[-k:]) / k, 4), "loss": objective.loss_name}
+    if objective.learned:
+        info["learned_scale"] = {"alpha": float(objective.alpha), "beta": float(objective.beta)}
+    log.info("train: %d steps in %.0f s; loss %.4f -> %.4f", n_steps, seconds, info["loss_first10"], info["loss_last10"])
+    return info

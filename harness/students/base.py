@@ -1,0 +1,124 @@
+"""What every student family shares: the backbone, tokenisation, and the two faces of a student.
+
+* Training face (with gradients): ``encode_queries(texts)`` / ``encode_docs(texts)`` give representations;
+  ``score_groups(q, d)`` scores each query against its own group of passages, ``score_all(q, d)``
+  against every passage in the batch (in-batch negatives).
+* Inference face (``torch.inference_mode``, length-sorted batches): ``infer_queries`` / ``infer_docs``
+  give what the family's index takes (sparse term weights, token vectors, or one vector).
+
+A student is saved in a layout its ecosystem loads (see each family) plus ``harness_student.json``
+(family and settings), and loaded back with :func:`harness.students.load_student`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from harness.encoding import autocast, get_device, length_sorted_batches, progress
+
+log = logging.getLogger("harness")
+
+META = "harness_student.json"
+
+
+def quiet_transformers() -> None:
+    """No per-load progress bars or 'newly initialized' notices: the harness reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def truncate_layers(model: torch.nn.Module, layers: int) -> int:
+    """Keep the first ``layers`` transformer layers (a smaller student initialised from a larger one's lower
+    layers, as DistilBERT/TinyBERT do). Returns the number of layers kept."""
+    if layers <= 0:
+        return model.config.num_hidden_layers
+    base = getattr(model, model.base_model_prefix, model)
+    encoder_layers = base.encoder.layer
+    if layers < len(encoder_layers):
+        base.encoder.layer = torch.nn.ModuleList(list(encoder_layers)[:layers])
+        model.config.num_hidden_layers = layers
+    return len(base.encoder.layer)
+
+
+class Student(torch.nn.Module):
+    family = "student"
+
+    def __init__(self, tokenizer, settings: dict[str, Any]):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.settings = dict(settings)
+        self.query_max_len = int(settings.get("query_max_len", 32))
+        self.doc_max_len = int(settings.get("doc_max_len", 256))
+        self.batch_size = int(settings.get("batch_size", 32))
+
+    # ---- training face -------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], max_len: int):
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len,
+                              return_tensors="pt").to(self.device)
+
+    def encode_queries(self, texts: Sequence[str]) -> Any:
+        raise NotImplementedError
+
+    def encode_docs(self, texts: Sequence[str]) -> Any:
+        raise NotImplementedError
+
+    def score_groups(self, q: Any, d: Any) -> torch.Tensor:
+        """q: B queries; d: B·G passages, G per query in order → scores (B, G)."""
+        raise NotImplementedError
+
+    def score_all(self, q: Any, d: Any) -> torch.Tensor:
+        """q: B queries; d: M passages → scores (B, M) (in-batch negatives)."""
+        raise NotImplementedError
+
+    # ---- inference face ------------------------------------------------------------------------------
+    def _infer(self, texts: Sequence[str], encode, desc: str) -> list:
+        out: list = [None] * len(texts)
+        batches = length_sorted_batches([len(t) for t in texts], self.batch_size)
+        was_training = self.training
+        self.eval()
+        try:
+            with progress(len(texts), desc, unit="text") as bar, torch.inference_mode(), autocast(self.device):
+                for idx in batches:
+                    for i, item in zip(idx, encode([texts[i] for i in idx])):
+                        out[i] = item
+                    bar.update(len(idx))
+        finally:
+            self.train(was_training)
+        return out
+
+    def infer_queries(self, texts: Sequence[str]) -> list:
+        return self._infer(texts, self._infer_query_batch, "encode queries")
+
+    def infer_docs(self, texts: Sequence[str]) -> list:
+        return self._infer(texts, self._infer_doc_batch, "encode passages")
+
+    def _infer_query_batch(self, texts: Sequence[str]) -> list:
+        raise NotImplementedError
+
+    def _infer_doc_batch(self, texts: Sequence[str]) -> list:
+        raise NotImplementedError
+
+    # ---- persistence ---------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self._save_model(path)
+        self.tokenizer.save_pretrained(path)
+        (path / META).write_text(json.dumps({"family": self.family, "settings": self.settings}, indent=2) + "\n")
+
+    def _save_model(self, path: Path) -> None:
+        raise NotImplementedError
+
+
+def default_device() -> torch.device:
+    return get_device()

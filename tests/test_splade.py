@@ -1,0 +1,174 @@
+"""SPLADE student: representation, sparse start, FLOPS, the vocabulary max-pool, the impact index."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_bert
+from harness.distill.losses import FLOPS, PointwiseMSE, flops_weight
+from harness.students import build_student, load_student
+from harness.students.maxpool import vocab_max_pool
+
+TEXTS = ["the cell membrane regulates transport", "protein folding in the endoplasmic reticulum",
+         "a randomized trial of vitamin d", "gene expression in stem cells", "climate and crop yields",
+         "neural networks for retrieval", "antibiotic resistance genes spread", "sleep and memory consolidation"]
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("m") / "tiny-mlm", "mlm", hidden=32, layers=2)
+
+
+def splade(path, **settings):
+    base = {"query_max_len": 16, "doc_max_len": 32, "batch_size": 4, "calibrate": "always",
+            "init_active_terms": 50}
+    return build_student("splade", path, {**base, **settings}, TEXTS)
+
+
+def test_representation_shape_and_sparsity(tiny_mlm):
+    s = splade(tiny_mlm)
+    q = s.encode_queries(TEXTS[:2])
+    d = s.encode_docs(TEXTS)
+    assert q.shape == (2, 30522) and d.shape == (8, 30522)
+    assert (d >= 0).all()  # log(1 + ReLU(.))
+    active = (d > 0).sum(-1).float()
+    assert 10 < active.mean() < 150  # the calibrated sparse start (target 50 on these texts)
+    special = s.tokenizer.all_special_ids
+    assert (d[:, special] == 0).all()  # [CLS], [SEP], … are never terms
+    scores = s.score_groups(q, d)
+    assert scores.shape == (2, 4)
+    assert torch.allclose(scores[1], (q[1] * d[4:8]).sum(-1))
+    assert s.score_all(q, d).shape == (2, 8)
+
+
+def test_calibration_hits_the_target(tiny_mlm):
+    for target in (20, 200):
+        s = splade(tiny_mlm, init_active_terms=target)
+        with torch.no_grad():
+            active = (s.encode_docs(TEXTS) > 0).sum(-1).float().mean()
+        assert abs(float(active) - target) / target < 0.25
+
+
+def test_a_backbone_without_mlm_head_gets_one_from_its_embeddings(tmp_path, caplog):
+    enc = make_tiny_bert(tmp_path / "enc", "encoder")
+    with caplog.at_level("INFO", logger="harness"):
+        s = build_student("splade", enc, {"doc_max_len": 32, "init_active_terms": 40}, TEXTS)  # calibrate=auto
+    assert "no MLM head" in caplog.text and "calibrated" in caplog.text
+    head = s.mlm.cls.predictions
+    assert head.decoder.weight.data_ptr() == s.mlm.get_input_embeddings().weight.data_ptr()  # tied
+    assert torch.allclose(head.transform.dense.weight, torch.eye(32))
+
+
+def test_vocab_max_pool_matches_the_naive_path():
+    torch.manual_seed(0)
+    h = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(40, 16, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(3, 7)
+    mask[1, 4:] = 0
+
+    def naive(h, w, c):
+        logits = (h @ w.T + c).masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
+        return logits.max(dim=1).values
+
+    weights = torch.arange(40, dtype=torch.float64)
+    grads = []
+    for f in (naive, lambda h, w, c: vocab_max_pool(h, mask, w, c)):
+        loss = (torch.log1p(torch.relu(f(h, w, c))) * weights).sum()
+        grads.append(torch.autograd.grad(loss, (h, w, c)))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b)
+    assert torch.autograd.gradcheck(lambda h, w, c: vocab_max_pool(h, mask, w, c), (h, w, c))
+
+
+def test_gradients_flow_and_save_load_round_trip(tiny_mlm, tmp_path):
+    s = splade(tiny_mlm)
+    loss = s.score_groups(s.encode_queries(TEXTS[:2]), s.encode_docs(TEXTS)).sum()
+    loss.backward()
+    grads = [p.grad for p in s.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    embed = s.mlm.get_input_embeddings().weight.grad
+    assert embed is not None and embed.abs().sum() > 0
+    s.save(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "harness_student.json").read_text())["family"] == "splade"
+    from transformers import AutoModelForMaskedLM
+
+    AutoModelForMaskedLM.from_pretrained(tmp_path / "saved")  # the layout naver/splade and SparseEncoder load
+    again = load_student(tmp_path / "saved")
+    with torch.no_grad():
+        assert torch.allclose(again.encode_docs(TEXTS), s.encode_docs(TEXTS), atol=1e-5)
+
+
+def test_flops_loss_and_ramp():
+    reps = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+    assert FLOPS()(reps).item() == pytest.approx(2.0 ** 2 + 0 + 1.0 ** 2)
+    assert flops_weight(0.5, 0, 10) == 0 and flops_weight(0.5, 5, 10) == pytest.approx(0.125)
+    assert flops_weight(0.5, 20, 10) == 0.5 and flops_weight(0.5, 3, 0) == 0.5
+
+
+def _train_avg_terms(path, lam: float) -> float:
+    from harness.distill.targets import MarginTargets
+    from harness.distill.trainer import Objective, train_student
+
+    torch.manual_seed(0)
+    s = splade(path, init_active_terms=200)
+    distill = SimpleNamespace(variant="static", loss="mse", pairs="all", temperature=1.0, target_scale="none",
+                              scale_a=1.0, scale_b=0.0, margin=1.0)
+    splade_cfg = SimpleNamespace(lambda_q=lam, lambda_d=lam, flops_ramp=0.0)
+    train = SimpleNamespace(epochs=20.0, max_steps=0, batch_queries=2, lr=1e-3, warmup=0.0, weight_decay=0.0,
+                            checkpoint_every=0)
+    queries = {f"q{i}": TEXTS[i][:20] for i in range(4)}
+    examples = [(f"q{i}", (f"d{i}", f"d{(i + 1) % 8}")) for i in range(4)]
+    docs = {f"d{i}": t for i, t in enumerate(TEXTS)}
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_student(s, examples, queries, docs.__getitem__, MarginTargets(1.0),
+                      Objective("splade", distill, splade_cfg), train, 0, Path(tmp), Path(tmp) / "scratch")
+    with torch.no_grad():
+        return float((s.encode_docs(TEXTS) > 0).sum(-1).float().mean())
+
+
+def test_raising_flops_lowers_the_number_of_active_terms(tiny_mlm):
+    low, high = _train_avg_terms(tiny_mlm, 0.0), _train_avg_terms(tiny_mlm, 5.0)
+    assert high < 0.5 * low, (low, high)
+
+
+def test_impact_index_round_trip(tmp_path):
+    """Known weights in, the expected order and (de-quantised) scores out; exact search agrees."""
+    from harness.index.impact import ImpactSearcher, build_impact_index, exact_sparse_search
+
+    docs = {"d1": {"apple": 1.0, "pie": 0.5}, "d2": {"apple": 0.2, "tart": 2.0}, "d3": {"banana": 1.5},
+            "d4": {"pie": 1.2, "tart": 0.3}}
+    build_impact_index(list(docs), list(docs.values()), tmp_path / "index", scale=100)
+    queries = {"q1": {"apple": 1.0, "pie": 0.5}, "q2": {"tart": 1.0}, "q3": {"banana": 0.25}}
+    run = ImpactSearcher(tmp_path / "index", 100).search(queries, k=10)
+    expect = {"q1": [("d1", 1.25), ("d4", 0.6), ("d2", 0.2)], "q2": [("d2", 2.0), ("d4", 0.3)],
+              "q3": [("d3", 0.375)]}
+    for qid, hits in expect.items():
+        assert [d for d, _ in run[qid]] == [d for d, _ in hits]
+        assert [s for _, s in run[qid]] == pytest.approx([s for _, s in hits], abs=2e-2)
+    exact = exact_sparse_search(list(docs), list(docs.values()), queries, k=10)
+    for qid, hits in expect.items():
+        assert [d for d, _ in exact[qid]] == [d for d, _ in hits]
+        assert [s for _, s in exact[qid]] == pytest.approx([s for _, s in hits], abs=1e-6)
+
+
+def test_flops_estimate():
+    from harness.students.splade import flops_estimate
+
+    q = [{"a": 1.0}, {"a": 1.0, "b": 1.0}]
+    d = [{"a": 1.0}, {"b": 1.0}, {"c": 1.0}, {"a": 1.0}]
+    # p_q(a)=1, p_q(b)=0.5; p_d(a)=0.5, p_d(b)=0.25 -> 1*0.5 + 0.5*0.25
+    assert flops_estimate(q, d) == pytest.approx(0.625)
+
+
+def test_pointwise_mse():
+    assert PointwiseMSE()(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 4.0]])).item() == pytest.approx(2.5)
+    assert np.isfinite(PointwiseMSE()(torch.zeros(2, 3), torch.ones(2, 3)).item())
