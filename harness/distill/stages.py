@@ -33,11 +33,11 @@ def _student_identity(ctx: RunContext) -> dict[str, Any]:
             "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers")}
 
 
-def _targets(ctx: RunContext) -> tuple[Any, dict[str, Any]]:
+def _targets(ctx: RunContext, variant: "str | None" = None) -> tuple[Any, dict[str, Any]]:
     """(target source, what identifies it) for the recipe's variant."""
     from harness.distill import targets as T
 
-    variant = ctx.recipe.distill.variant
+    variant = variant or ctx.recipe.distill.variant
     if variant == "static":
         from harness.distill.answer_key import answer_key_stage, load_answer_key
 
@@ -50,10 +50,59 @@ def _targets(ctx: RunContext) -> tuple[Any, dict[str, Any]]:
 
         train = train_dataset(ctx)
         return (T.OnlineTargets(make_teacher(ctx, train), load_bm25_run(ctx, train, ctx.recipe.negatives.depth)),
-                {"teacher": teacher_key(ctx)})
+                {"teacher": teacher_key(ctx), "remine": vars(ctx.recipe.distill.online)})
     if variant == "margin":
         return T.MarginTargets(ctx.recipe.distill.margin), {"margin": ctx.recipe.distill.margin}
-    raise NotImplementedError(f"distill.variant {variant!r} is not available yet")
+    if variant == "self":
+        from harness.distill.groups import train_dataset
+
+        stage = self_teacher_stage(ctx)
+        train = train_dataset(ctx)
+        docs, fields = train.doc_store(), ctx.recipe.data.doc_fields
+        teacher = ctx.memo(f"student:{stage.hash}", lambda: _load(stage))
+        from harness.encoding import get_device
+
+        return T.SelfTargets(teacher.to(get_device()), lambda d: docs[d].contents(fields)), {"self-teacher": stage.hash}
+    if variant == "multitask":
+        base, key = _targets(ctx, ctx.recipe.distill.multitask.base)
+        return base, {"base": key, "multitask": vars(ctx.recipe.distill.multitask)}
+    raise ValueError(f"unknown distill.variant {variant!r}")
+
+
+def _load(stage: Stage):
+    from harness.students import load_student
+
+    return load_student(stage.dir / "model")
+
+
+def self_teacher_context(ctx: RunContext) -> RunContext:
+    """The run context of the recipe whose trained student teaches this one (same store, so same cache)."""
+    from harness.errors import RecipeError
+    from harness.recipe import load_recipe
+
+    spec = ctx.recipe.distill.self.teacher
+
+    def make() -> RunContext:
+        loaded = load_recipe(spec)
+        if loaded.recipe.method != "student" or loaded.recipe.distill.variant in ("none", "self"):
+            raise RecipeError([f"{ctx.loaded.path}: distill.self.teacher: {spec} must train a student "
+                               "(method \"student\", a variant other than none/self)"])
+        if loaded.recipe.student.family != ctx.recipe.student.family:
+            raise RecipeError([f"{ctx.loaded.path}: distill.self.teacher: {spec} trains a "
+                               f"{loaded.recipe.student.family} student; self-distillation needs the same family "
+                               f"({ctx.recipe.student.family})"])
+        return RunContext(loaded, ctx.store, ctx.store.root / loaded.name, cache=ctx.cache)
+
+    return ctx.memo(f"self-ctx:{spec}", make)
+
+
+def self_teacher_stage(ctx: RunContext) -> Stage:
+    return student_stage(self_teacher_context(ctx))
+
+
+def _init_from_teacher(ctx: RunContext) -> bool:
+    d = ctx.recipe.distill
+    return d.variant == "self" and d.self.init_from_teacher
 
 
 def student_stage(ctx: RunContext) -> Stage:
@@ -62,7 +111,10 @@ def student_stage(ctx: RunContext) -> Stage:
 
     r = ctx.recipe
     train = train_dataset(ctx)
-    key: dict[str, Any] = {"student": _student_identity(ctx), "variant": r.distill.variant,
+    identity = _student_identity(ctx)
+    if _init_from_teacher(ctx):
+        identity["backbone"] = f"self-teacher:{self_teacher_stage(ctx).hash}"
+    key: dict[str, Any] = {"student": identity, "variant": r.distill.variant,
                            "calibration": train.corpus_fingerprint(), "seed": r.seed}
     targets = None
     if r.distill.variant != "none":
@@ -93,20 +145,50 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     docs = train.doc_store()
     torch.manual_seed(r.seed)
     calibration = [d.contents(fields) for _, d in zip(range(64), train.docs())]
-    student = build_student(r.student.family, resolve_model(r.student.model, "student.model"),
-                            student_settings(r), calibration).to(get_device())
-    info: dict[str, Any] = {"device": str(get_device())}
+    backbone = (self_teacher_stage(ctx).dir / "model" if _init_from_teacher(ctx)
+                else resolve_model(r.student.model, "student.model"))
+    student = build_student(r.student.family, backbone, student_settings(r), calibration).to(get_device())
+    info: dict[str, Any] = {"device": str(get_device()), "initialised_from": str(backbone)}
     if targets is not None:
+        doc_text = lambda d: docs[d].contents(fields)  # noqa: E731
         examples = make_examples(load_groups(ctx), r.negatives.count + 1)
         objective = Objective(r.student.family, r.distill, r.student.splade).to(get_device())
         scratch = stage.dir.with_name(stage.dir.name + ".partial")
-        info.update(train_student(student, examples, train.queries, lambda d: docs[d].contents(fields), targets,
-                                  objective, r.train, r.seed, out, scratch))
+        extra = refresh = None
+        if r.distill.variant == "multitask":
+            from harness.distill.multitask import MultitaskAux
+
+            extra = MultitaskAux(student, r.distill.multitask, doc_text, r.seed)
+            objective.add_module("aux", extra)  # its MLM head trains with the student
+        if r.distill.variant == "online" and r.distill.online.remine_every:
+            refresh = _remine_hook(ctx, train, doc_text)
+        info.update(train_student(student, examples, train.queries, doc_text, targets, objective, r.train, r.seed,
+                                  out, scratch, extra_step=extra, refresh=refresh))
+        if hasattr(targets, "teacher") and hasattr(targets.teacher, "calls"):
+            info["teacher_calls"] = targets.teacher.calls
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
     student.save(out / "model")
     return info
+
+
+def _remine_hook(ctx: RunContext, train: Dataset, doc_text):
+    from harness.distill.remine import remine_examples, student_top_k
+
+    cfg = ctx.recipe.distill.online
+    docs = list(train.docs())
+    positives = {q: {d for d, rel in judged.items() if rel > 0} for q, judged in train.qrels.items()}
+
+    def refresh(student, examples, step):
+        if step % cfg.remine_every:
+            return None
+        log.info("online: re-mining negatives with the student at step %d", step)
+        top = student_top_k(student, [d.doc_id for d in docs], [doc_text(d.doc_id) for d in docs],
+                            {q: train.queries[q] for q in {q for q, _ in examples}}, cfg.remine_depth)
+        return remine_examples(examples, top, positives, ctx.recipe.seed, step)
+
+    return refresh
 
 
 def load_trained_student(ctx: RunContext):

@@ -92,8 +92,12 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], queries: Mapping[str, str],
                   doc_text: Callable[[str], str], targets, objective: Objective, train, seed: int,
-                  out_dir: Path, scratch: Path, extra_step: "Callable | None" = None) -> dict:
-    """Train ``student`` in place; writes ``train_log.jsonl`` to ``out_dir``; returns figures."""
+                  out_dir: Path, scratch: Path, extra_step: "Callable | None" = None,
+                  refresh: "Callable | None" = None) -> dict:
+    """Train ``student`` in place; writes ``train_log.jsonl`` to ``out_dir``; returns figures.
+
+    ``extra_step(student, q_rep, d_rep, qids, doc_ids, step) -> (loss, parts)`` adds auxiliary losses;
+    ``refresh(student, examples, step) -> examples | None`` may replace the examples' negatives (re-mining)."""
     from transformers import get_linear_schedule_with_warmup
 
     if not examples:
@@ -110,7 +114,8 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
         perm = list(range(len(examples)))
         rng.shuffle(perm)
         order.extend(perm)
-    params = [p for p in list(student.parameters()) + list(objective.parameters()) if p.requires_grad]
+    params = list({id(p): p for p in list(student.parameters()) + list(objective.parameters())
+                   if p.requires_grad}.values())  # tied weights (an MLM head's decoder) appear once
     opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(train.warmup * n_steps), n_steps)
     history: list[dict] = []
@@ -132,6 +137,11 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
     with progress(n_steps, f"train {student.family}", unit="step") as bar:
         bar.update(start)
         for step in range(start, n_steps):
+            if refresh is not None and step > 0:
+                new = refresh(student, examples, step)
+                if new is not None:
+                    examples = new
+                    student.train()
             batch = [examples[i] for i in order[step * train.batch_queries:(step + 1) * train.batch_queries]]
             qids = [q for q, _ in batch]
             doc_ids = [docs for _, docs in batch]

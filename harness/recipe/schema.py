@@ -192,6 +192,32 @@ class StudentSection:
 
 
 @dataclass(frozen=True)
+class OnlineSection:
+    remine_every: int = param(0, doc="Every N steps, re-mine each training query's negatives with the current "
+                                     "student (top remine_depth of the training corpus); 0 = keep BM25's.",
+                              check=non_negative)
+    remine_depth: int = param(50, doc="Re-mined negatives come from the student's top-k.", check=positive)
+
+
+@dataclass(frozen=True)
+class SelfSection:
+    teacher: str = param("", doc="Recipe (file or shipped name) whose trained student, of the same family, "
+                                 "is the teacher, e.g. \"scifact/splade-static\".")
+    init_from_teacher: bool = param(True, doc="Initialise the student from the teacher-student's weights "
+                                              "(its lower student.layers layers).")
+
+
+@dataclass(frozen=True)
+class MultitaskSection:
+    base: Literal["static", "online", "margin"] = param("static", doc="Where the distillation targets come from.")
+    mlm: float = param(0.1, doc="Weight of masked-language modelling on the batch's positive passages.",
+                       check=non_negative)
+    contrastive: float = param(0.1, doc="Weight of the in-batch contrastive loss.", check=non_negative)
+    mlm_probability: float = param(0.15, doc="Share of passage tokens masked for MLM.", check=between(0.01, 0.9))
+    temperature: float = param(1.0, doc="In-batch contrastive temperature.", check=positive)
+
+
+@dataclass(frozen=True)
 class DistillSection:
     variant: Literal["none", "static", "online", "self", "margin", "multitask"] = param(
         "static", doc="Where the targets come from: none (the untrained student), static (the answer key), "
@@ -208,6 +234,13 @@ class DistillSection:
                     "s → α·s + β (two shared scalars) on the student side.")
     scale_a: float = param(1.0, doc="fixed target_scale: a.")
     scale_b: float = param(0.0, doc="fixed target_scale: b.")
+    online: OnlineSection = param(OnlineSection)
+    self: SelfSection = param(SelfSection)
+    multitask: MultitaskSection = param(MultitaskSection)
+
+    def __post_init__(self) -> None:
+        if self.variant == "self" and not self.self.teacher:
+            raise ValueError('self.teacher: expected the recipe of the larger student (variant = "self"), got ""')
 
 
 @dataclass(frozen=True)

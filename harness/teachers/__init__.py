@@ -109,7 +109,10 @@ def _cross_encoder_path(ctx: RunContext) -> Path:
 
 def make_teacher(ctx: RunContext, corpus: Dataset) -> Teacher:
     """The recipe's teacher over ``corpus`` (memoised per corpus for the run)."""
-    return ctx.memo(f"teacher:{corpus.corpus_fingerprint()}", lambda: _build(ctx, corpus))
+    from harness.recipe.loader import config_hash
+
+    return ctx.memo(f"teacher:{config_hash(teacher_key(ctx))}:{corpus.corpus_fingerprint()}",
+                    lambda: _build(ctx, corpus))
 
 
 def _build(ctx: RunContext, corpus: Dataset) -> Teacher:

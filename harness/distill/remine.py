@@ -1,0 +1,53 @@
+"""Online variant, optionally: re-mine each training query's hard negatives with the current student.
+
+Every ``distill.online.remine_every`` steps the student encodes the training corpus, searches it
+exhaustively for every training query, and each example's negatives are redrawn (seeded by seed, query and
+step) from the student's top ``remine_depth``, positives excluded — the negatives then track what the
+student currently confuses (cf. ANCE, Xiong et al., ICLR 2021). Costly: one corpus encoding per refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger("harness")
+
+
+def student_top_k(student, doc_ids: Sequence[str], doc_texts: Sequence[str], queries: Mapping[str, str],
+                  k: int) -> dict[str, list[str]]:
+    """Exhaustive top-k of the student over the given passages, per query."""
+    qids = list(queries)
+    d_reps = student.infer_docs(doc_texts)
+    q_reps = student.infer_queries([queries[q] for q in qids])
+    if student.family == "splade":
+        from harness.index.impact import exact_sparse_search
+
+        run = exact_sparse_search(doc_ids, d_reps, dict(zip(qids, q_reps)), k)
+        return {q: [d for d, _ in hits] for q, hits in run.items()}
+    if student.family == "colbert":
+        from harness.index.plaid import exact_maxsim_search
+
+        hits = exact_maxsim_search(q_reps, d_reps, k)
+        return {q: [doc_ids[i] for i, _ in h] for q, h in zip(qids, hits)}
+    scores = np.stack(q_reps) @ np.stack(d_reps).T
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return {q: [doc_ids[i] for i in row] for q, row in zip(qids, top)}
+
+
+def remine_examples(examples: Sequence[tuple[str, tuple[str, ...]]], top: Mapping[str, list[str]],
+                    positives: Mapping[str, set], seed: int, step: int) -> list[tuple[str, tuple[str, ...]]]:
+    out = []
+    for qid, docs in examples:
+        pool = [d for d in top.get(qid, []) if d not in positives.get(qid, set())]
+        n = len(docs) - 1
+        if len(pool) < n:
+            out.append((qid, docs))
+            continue
+        rng = random.Random(f"{seed}:{qid}:{step}")
+        picked = set(rng.sample(pool, n))
+        out.append((qid, (docs[0], *[d for d in pool if d in picked])))
+    return out

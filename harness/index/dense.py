@@ -1,0 +1,64 @@
+"""Dense students' index: FAISS, exact inner product (``IndexFlatIP``) or HNSW (``IndexHNSWFlat``, inner product).
+
+The passage vectors are also kept as ``vectors.npy`` so an exhaustive search can measure what HNSW loses.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def build_dense_index(vectors: np.ndarray, index_dir: Path, cfg) -> dict:
+    import faiss
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    _open.pop(str(index_dir), None)
+    vectors = np.ascontiguousarray(vectors.astype(np.float32))
+    np.save(index_dir / "vectors.npy", vectors)
+    t0 = time.perf_counter()
+    dim = vectors.shape[1]
+    if cfg.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    faiss.write_index(index, str(index_dir / "faiss.index"))
+    size = (index_dir / "faiss.index").stat().st_size
+    return {"documents": int(vectors.shape[0]), "dim": int(dim), "index_bytes": size,
+            "index_seconds": round(time.perf_counter() - t0, 3), "faiss": cfg.kind}
+
+
+_open: dict[str, object] = {}
+
+
+def _index(index_dir: Path):
+    import faiss
+
+    key = str(index_dir)
+    if key not in _open:
+        _open[key] = faiss.read_index(str(index_dir / "faiss.index"))
+    return _open[key]
+
+
+def dense_search(index_dir: Path, queries: np.ndarray, k: int, cfg) -> list[list[tuple[int, float]]]:
+    index = _index(index_dir)
+    if cfg.kind == "hnsw":
+        index.hnsw.efSearch = max(cfg.ef_search, k)
+    scores, ids = index.search(np.ascontiguousarray(queries.astype(np.float32)), min(k, index.ntotal))
+    return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
+
+
+def exact_dense_search(index_dir: Path, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    vectors = np.load(index_dir / "vectors.npy")
+    scores = queries.astype(np.float32) @ vectors.T
+    kk = min(k, vectors.shape[0])
+    out = []
+    for row in scores:
+        top = np.argpartition(-row, kk - 1)[:kk]
+        top = top[np.argsort(-row[top], kind="stable")]
+        out.append([(int(i), float(row[i])) for i in top])
+    return out
