@@ -20,6 +20,9 @@ EPILOG = """examples:
   harness answer-key recipes/baselines/teacher-scifact.toml   build/reuse the teacher's answer key
   harness validate recipes/baselines/bm25-scifact.toml
   harness recipes                                      list the shipped recipes
+  harness table runs/ --baseline bm25-scifact --measures nDCG@10 R@100 --format md
+  harness check runs/bm25-scifact --junit gate.xml     the regression gate (recipes/**/<name>.expect.toml)
+  harness leaderboard runs/ --suite scifact            leaderboards/scifact/{README.md,results.csv,index.html}
 
 environment:
   HARNESS_DATA_DIR   folders holding BEIR-layout datasets (<dir>/<name>/corpus.jsonl ...), ':'-separated
@@ -58,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe value")
     _add_run_args(p)
 
+    p = sub.add_parser("suite", help="run every recipe of a folder, sharing stages (e.g. recipes/scifact)")
+    p.add_argument("folder", help="a folder of recipes, or a shipped one: scifact, baselines, msmarco")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value in every recipe")
+    p.add_argument("--only", default=None, metavar="PATTERN", help="only recipes whose file name matches (glob)")
+    _add_run_args(p)
+
     p = sub.add_parser("answer-key", help="build (or reuse) the recipe's answer key: teacher scores of every "
                                           "training pair, as parquet")
     _add_recipe_args(p)
@@ -69,7 +79,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also check that every dataset can be found (reads local files; may download)")
 
     sub.add_parser("recipes", help="list the recipes shipped with the harness")
+
+    runs_help = "run directories, or runs roots holding many (e.g. runs/)"
+    p = sub.add_parser("table", help="compare runs: a table with a baseline row, differences and significance",
+                       description="Rows = recipes; columns = dataset x measure plus efficiency. Every cell but the "
+                                   "baseline's shows its difference; a paired two-sided t-test over per-query values, "
+                                   "Holm-corrected across the table, marks significant cells with a dagger.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs_help)
+    _add_table_args(p)
+    p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md", help="output format (md)")
+    p.add_argument("--out", type=Path, default=None, help="write to this file (default: stdout)")
+
+    p = sub.add_parser("check", help="the regression gate: compare runs with <recipe>.expect.toml beside their "
+                                     "recipes (exit 1 on any FAIL, 2 on bad input)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs_help)
+    p.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML here")
+    p.add_argument("--strict", action="store_true",
+                   help="a run without an expect file, or an expected dataset/measure the run lacks, is a FAIL")
+
+    p = sub.add_parser("leaderboard", help="write leaderboards/<suite>/: README.md, results.csv, index.html, plots")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs_help)
+    p.add_argument("--suite", required=True, help="the leaderboard's name")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: leaderboards/<suite>)")
+    _add_table_args(p)
     return parser
+
+
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baseline", default=None, metavar="RECIPE",
+                   help="the row others are compared with (default: the first BM25 run, else the first run)")
+    p.add_argument("--measures", nargs="+", default=None, metavar="MEASURE",
+                   help="measures to show, e.g. nDCG@10 R@100 (default: all)")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="DATASET", help="datasets to show (default: all)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm's correction (0.05)")
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -105,6 +147,23 @@ def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
     return 0
 
 
+def _cmd_suite(args: argparse.Namespace) -> int:
+    from harness.suite import run_suite
+
+    runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
+    out = run_suite(args.folder, runs_dir, args.overrides, args.only, force=args.force)
+    if args.json:
+        sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
+    else:
+        for name, r in out["recipes"].items():
+            cells = "  ".join(f"{ds} {v.get('nDCG@10', float('nan')):.4f}" for ds, v in r["results"].items())
+            print(f"{name:<32} {r['seconds']:>8.0f} s  nDCG@10: {cells}")
+        for name, err in out["failed"].items():
+            print(f"{name:<32} FAILED: {err.splitlines()[0]}")
+        print(f"suite: {len(out['recipes'])} ok, {len(out['failed'])} failed, {out['seconds']:.0f} s")
+    return 1 if out["failed"] else 0
+
+
 def _cmd_answer_key(args: argparse.Namespace) -> int:
     from harness.pipeline import build_answer_key
     from harness.recipe import load_recipe
@@ -134,6 +193,47 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table(args: argparse.Namespace) -> int:
+    from harness.report.results import load_runs
+    from harness.report.tables import build_table
+
+    table = build_table(load_runs(args.runs), baseline=args.baseline, measures=args.measures,
+                        datasets=args.datasets, alpha=args.alpha)
+    text = table.render(args.format)
+    if args.out:
+        from harness.report.files import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from harness.report.gate import run_gate, write_junit
+    from harness.report.results import load_runs
+
+    report = run_gate(load_runs(args.runs), strict=args.strict)
+    sys.stdout.write(report.text())
+    if args.junit:
+        write_junit(report, args.junit)
+        print(f"wrote {args.junit}", file=sys.stderr)
+    return report.exit_code
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.report.leaderboard import build_leaderboard
+    from harness.report.results import load_runs
+
+    out = args.out or Path("leaderboards") / args.suite
+    written = build_leaderboard(load_runs(args.runs), args.suite, out, baseline=args.baseline,
+                                measures=args.measures, datasets=args.datasets, alpha=args.alpha)
+    for name in written:
+        print(out / name)
+    return 0
+
+
 def main(argv: "list[str] | None" = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -153,10 +253,18 @@ def main(argv: "list[str] | None" = None) -> int:
             return _cmd_run(args, args.recipe)
         if args.command == "quickstart":
             return _cmd_run(args, "quickstart")
+        if args.command == "suite":
+            return _cmd_suite(args)
         if args.command == "answer-key":
             return _cmd_answer_key(args)
         if args.command == "validate":
             return _cmd_validate(args)
+        if args.command == "table":
+            return _cmd_table(args)
+        if args.command == "check":
+            return _cmd_check(args)
+        if args.command == "leaderboard":
+            return _cmd_leaderboard(args)
         if args.command == "recipes":
             from harness.recipe import builtin_recipes
 

@@ -1,0 +1,298 @@
+"""The regression gate: expected scores beside the recipes, checked against finished runs (Pyserini-2CR style).
+
+Expect files
+------------
+A recipe ``recipes/<dir>/<name>.toml`` keeps its expected scores in the sibling file
+``recipes/<dir>/<name>.expect.toml``. A run finds it through the ``recipe_file`` its ``results.json``
+records, so a run made with ``--set name=...`` or other overrides is still checked against its recipe's
+expectations (that is how a deliberately worse setting shows up as FAIL). When that path does not exist
+on this machine (runs copied from elsewhere), the part from ``recipes/`` on is looked up among the
+shipped recipes. The format::
+
+    # recipes/baselines/bm25-scifact.expect.toml
+    tolerance = 0.0005                       # optional: default absolute tolerance of every value below
+                                             # (when absent: 0.001)
+    description = "Pyserini BM25 flat"       # optional free text
+
+    [expect."beir/scifact/test"]             # a dataset id exactly as results.json names it
+    "nDCG@10" = 0.6789                       # a measure: the expected value, default tolerance
+    "R@100" = { value = 0.9253, tolerance = 0.002 }   # or a value with its own tolerance
+
+    [expect."beir/scifact/test[q50]"]        # a slice (eval.max_queries/max_docs) is its own dataset id
+    "nDCG@10" = 0.7810
+
+Keys: ``tolerance`` (number >= 0), ``description`` (string) and ``expect`` (a table of datasets, each a
+table of measures) at the top; a measure is a number or ``{value = number, tolerance = number >= 0}``.
+Anything else is an error naming the file and the field. Tolerances are absolute (scores in [0, 1]).
+Every measure is higher-is-better (all ir_measures effectiveness measures are).
+
+Verdicts
+--------
+Per recipe, dataset and measure, with d = actual - expected:
+
+* ``OK``     |d| <= tolerance;
+* ``OKish``  d > tolerance: better than expected by more than the tolerance; passes, but update the
+             expectation so that a later drop back is caught;
+* ``FAIL``   d < -tolerance: worse than expected;
+* ``SKIP``   the expect file names a dataset or measure this run did not evaluate (not a failure: a run
+             may evaluate a subset; ``--strict`` makes it one);
+* a run whose recipe has no expect file is reported (``NOEXPECT``), not a crash (``--strict``: FAIL).
+
+``harness check RUNS...`` exits 1 when any check FAILs, 0 otherwise, and 2 on bad input (a malformed
+expect file, a run directory without results.json), with one line naming the file and the field.
+``--junit FILE`` also writes JUnit XML: one testcase per (recipe, dataset, measure); FAIL is a
+``<failure>``, SKIP and NOEXPECT are ``<skipped>``, OKish passes with its advice in ``<system-out>``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.report.files import atomic_write_text
+from harness.report.results import ReportInputError, RunResult
+
+EXPECT_SUFFIX = ".expect.toml"
+DEFAULT_TOLERANCE = 0.001
+TOP_KEYS = ("tolerance", "description", "expect")
+MEASURE_KEYS = ("value", "tolerance")
+
+OK, OKISH, FAIL, SKIP, NOEXPECT = "OK", "OKish", "FAIL", "SKIP", "NOEXPECT"
+
+
+@dataclass
+class Expectation:
+    value: float
+    tolerance: float
+
+
+@dataclass
+class ExpectFile:
+    path: Path
+    expect: dict[str, dict[str, Expectation]]  # dataset -> measure -> expectation
+    description: str = ""
+
+
+@dataclass
+class Check:
+    status: str
+    recipe: str
+    dataset: str = ""
+    measure: str = ""
+    actual: "float | None" = None
+    expected: "float | None" = None
+    tolerance: "float | None" = None
+    message: str = ""
+
+    def line(self, widths: "dict[str, int] | None" = None) -> str:
+        w = widths or {}
+        head = (f"{self.status:<8} {self.recipe:<{w.get('recipe', 0)}}  {self.dataset:<{w.get('dataset', 0)}}  "
+                f"{self.measure:<{w.get('measure', 0)}}")
+        if self.actual is not None and self.expected is not None:
+            head += f"  {self.actual:.4f}  expected {self.expected:.4f} ± {self.tolerance:g}"
+        return (head + (f"  {self.message}" if self.message else "")).rstrip()
+
+
+# ---- the expect file ------------------------------------------------------------------------------------
+
+def _q(key: str) -> str:
+    """A TOML dotted-path component, quoted when it needs quotes (as users write it)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _unknown(path: Path, where: str, key: str, allowed: tuple[str, ...]) -> ReportInputError:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else f" (allowed: {', '.join(allowed)})"
+    return ReportInputError(f"{path}: {where}{_q(key)}: unknown key{hint}")
+
+
+def _tolerance(path: Path, field: str, x: Any) -> float:
+    if not _number(x) or x < 0:
+        raise ReportInputError(f"{path}: {field}: expected a number >= 0, got {x!r}")
+    return float(x)
+
+
+def parse_expect_file(path: "str | Path") -> ExpectFile:
+    """Read and validate an expect file; any problem is a ReportInputError naming the file and the field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportInputError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{path}: unreadable ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ReportInputError(f"{path}: not valid TOML: {exc}") from None
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _unknown(path, "", key, TOP_KEYS)
+    default = _tolerance(path, "tolerance", data["tolerance"]) if "tolerance" in data else DEFAULT_TOLERANCE
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ReportInputError(f"{path}: description: expected a string, got {description!r}")
+    raw = data.get("expect")
+    if not isinstance(raw, dict) or not raw:
+        raise ReportInputError(f'{path}: expect: missing; add a table such as [expect."beir/scifact/test"] '
+                               'with "nDCG@10" = 0.6789')
+    expect: dict[str, dict[str, Expectation]] = {}
+    for ds, measures in raw.items():
+        where = f"expect.{_q(ds)}"
+        if not isinstance(measures, dict) or not measures:
+            raise ReportInputError(f"{path}: {where}: expected a table of measures, e.g. \"nDCG@10\" = 0.5, "
+                                   f"got {measures!r}")
+        expect[ds] = {}
+        for m, spec in measures.items():
+            field = f"{where}.{_q(m)}"
+            if isinstance(spec, dict):
+                for k in spec:
+                    if k not in MEASURE_KEYS:
+                        raise _unknown(path, f"{field}.", k, MEASURE_KEYS)
+                if not _number(spec.get("value")):
+                    raise ReportInputError(f"{path}: {field}.value: expected a number, got {spec.get('value')!r}")
+                tol = _tolerance(path, f"{field}.tolerance", spec["tolerance"]) if "tolerance" in spec else default
+                expect[ds][m] = Expectation(float(spec["value"]), tol)
+            elif _number(spec):
+                expect[ds][m] = Expectation(float(spec), default)
+            else:
+                raise ReportInputError(f"{path}: {field}: expected a number or {{value = number, tolerance = "
+                                       f"number}}, got {spec!r}")
+    return ExpectFile(path, expect, description)
+
+
+def _expect_name(recipe_name: str) -> str:
+    stem = recipe_name[: -len(".toml")] if recipe_name.endswith(".toml") else recipe_name
+    return stem + EXPECT_SUFFIX
+
+
+def expect_path_for(run: RunResult) -> "tuple[Path | None, list[Path]]":
+    """(the expect file of the run's recipe, or None; every place looked at)."""
+    recipe_file = run.recipe_file
+    if not recipe_file:
+        return None, []
+    rf = Path(recipe_file)
+    candidates = [rf.with_name(_expect_name(rf.name))]
+    posix = recipe_file.replace("\\", "/")
+    i = posix.rfind("recipes/")
+    if i >= 0:  # the same recipe among the shipped ones (runs made on another machine or checkout)
+        shipped = Path(__file__).resolve().parent.parent / "recipes"
+        rel = Path(posix[i + len("recipes/"):])
+        candidates.append(shipped / rel.parent / _expect_name(rel.name))
+    looked: list[Path] = []
+    for c in candidates:
+        if c not in looked:
+            looked.append(c)
+        if c.is_file():
+            return c, looked
+    return None, looked
+
+
+# ---- checking ---------------------------------------------------------------------------------------
+
+def check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] | None" = None,
+              strict: bool = False) -> list[Check]:
+    if expect is None:
+        where = ", ".join(str(p) for p in (looked or [])) or "no recipe_file in results.json"
+        return [Check(FAIL if strict else NOEXPECT, run.label,
+                      message=f"no expect file for this run's recipe (looked for {where})")]
+    out = []
+    for ds, measures in expect.expect.items():
+        got = run.results.get(ds)
+        if got is None:  # one line for the whole dataset: a run may evaluate a subset
+            out.append(Check(FAIL if strict else SKIP, run.label, ds, message=(
+                f"this run did not evaluate {ds} (expected: {', '.join(measures)})")))
+            continue
+        for m, e in measures.items():
+            if m not in got:
+                out.append(Check(FAIL if strict else SKIP, run.label, ds, m, message=(
+                    f"this run did not evaluate {m} (expected {e.value:.4f} ± {e.tolerance:g})")))
+                continue
+            actual = float(got[m])
+            d = actual - e.value
+            slack = 1e-12 * max(1.0, abs(e.value))
+            if abs(d) <= e.tolerance + slack:
+                status, msg = OK, ""
+            elif d > 0:
+                status, msg = OKISH, f"better by {d:.4f}: update the expectation in {expect.path.name}"
+            else:
+                status, msg = FAIL, f"worse by {-d:.4f}"
+            out.append(Check(status, run.label, ds, m, actual, e.value, e.tolerance, msg))
+    return out
+
+
+@dataclass
+class GateReport:
+    checks: list[Check]
+    runs: list[tuple[RunResult, "Path | None"]]
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.checks)
+
+    @property
+    def failed(self) -> bool:
+        return self.count(FAIL) > 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def text(self) -> str:
+        w = {k: max([0] + [len(getattr(c, k)) for c in self.checks]) for k in ("recipe", "dataset", "measure")}
+        out = []
+        for run, path in self.runs:
+            note = f" (overrides: {' '.join(run.overrides)})" if run.overrides else ""
+            out.append(f"# {run.label}: {run.dir} vs {path if path else 'no expect file'}{note}")
+        out += [c.line(w) for c in self.checks]
+        out.append(f"check: {self.count(OK)} OK, {self.count(OKISH)} OKish, {self.count(FAIL)} FAIL, "
+                   f"{self.count(SKIP)} skipped, {self.count(NOEXPECT)} without an expect file"
+                   f" -> {'FAIL' if self.failed else 'pass'}")
+        return "\n".join(out) + "\n"
+
+    def junit(self) -> str:
+        import xml.etree.ElementTree as ET
+
+        root = ET.Element("testsuites", name="harness check", tests=str(len(self.checks)),
+                          failures=str(self.count(FAIL)), errors="0",
+                          skipped=str(self.count(SKIP) + self.count(NOEXPECT)))
+        by_recipe: dict[str, list[Check]] = {}
+        for c in self.checks:
+            by_recipe.setdefault(c.recipe, []).append(c)
+        for recipe, checks in by_recipe.items():
+            suite = ET.SubElement(root, "testsuite", name=recipe, tests=str(len(checks)),
+                                  failures=str(sum(c.status == FAIL for c in checks)), errors="0",
+                                  skipped=str(sum(c.status in (SKIP, NOEXPECT) for c in checks)))
+            for c in checks:
+                case = ET.SubElement(suite, "testcase", classname=f"{recipe}.{c.dataset}" if c.dataset else recipe,
+                                     name=c.measure or ("(dataset)" if c.dataset else "(expect file)"), time="0")
+                text = c.line()
+                if c.status == FAIL:
+                    ET.SubElement(case, "failure", message=c.message or "FAIL", type="FAIL").text = text
+                elif c.status in (SKIP, NOEXPECT):
+                    ET.SubElement(case, "skipped", message=c.message)
+                else:
+                    ET.SubElement(case, "system-out").text = text
+        ET.indent(root)
+        return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def run_gate(runs: list[RunResult], strict: bool = False) -> GateReport:
+    """Check every run against its recipe's expect file. A malformed expect file raises ReportInputError."""
+    checks: list[Check] = []
+    seen: list[tuple[RunResult, "Path | None"]] = []
+    for run in runs:
+        path, looked = expect_path_for(run)
+        expect = parse_expect_file(path) if path is not None else None
+        checks += check_run(run, expect, looked, strict=strict)
+        seen.append((run, path))
+    return GateReport(checks, seen)
+
+
+def write_junit(report: GateReport, path: "str | Path") -> Path:
+    return atomic_write_text(Path(path), report.junit())

@@ -1,0 +1,86 @@
+"""Run every recipe of a folder (a suite) in one process, so they share stages and loaded models.
+
+    harness suite recipes/scifact [--set k=v]... [--only PATTERN] [--json]
+
+Recipes run in name order, except that a self-distillation recipe runs after the recipe that trains its
+teacher. A failing recipe is reported and the suite goes on; the exit status is 1 if any failed. Each
+recipe writes its own results.json (see :mod:`harness.pipeline`); the suite adds ``suite.json`` beside the
+run directories with per-recipe wall times.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import atomic_write_json
+from harness.errors import HarnessError, RecipeError
+from harness.recipe import LoadedRecipe, find_recipe, load_recipe
+
+log = logging.getLogger("harness")
+
+
+def suite_recipes(folder: "str | Path", overrides=(), only: "str | None" = None) -> list[LoadedRecipe]:
+    """All recipes of ``folder`` (a path, or a shipped folder such as ``scifact``), validated up front."""
+    root = Path(folder)
+    if not root.is_dir():
+        from harness.recipe.loader import SHIPPED
+
+        root = SHIPPED / str(folder)
+    if not root.is_dir():
+        raise RecipeError([f"{folder}: no such recipe folder"])
+    files = sorted(p for p in root.glob("*.toml") if not p.name.endswith(".expect.toml") and not p.name.startswith("_"))
+    if only:
+        files = [p for p in files if fnmatch.fnmatch(p.stem, only)]
+    if not files:
+        raise RecipeError([f"{root}: no recipes{' matching ' + only if only else ''}"])
+    problems, loaded = [], []
+    for p in files:
+        try:
+            loaded.append(load_recipe(p, list(overrides)))
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RecipeError(problems)
+    names = [x.name for x in loaded]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise RecipeError([f"{root}: recipes share a name (and would share a run directory): {', '.join(sorted(dupes))}"])
+    # self-distillation after the recipe of its teacher
+    by_path = {find_recipe(x.path).resolve(): i for i, x in enumerate(loaded)}
+
+    def rank(x: LoadedRecipe) -> int:
+        d = x.recipe.distill
+        if x.recipe.method == "student" and d.variant == "self":
+            try:
+                return 1 + (by_path.get(find_recipe(d.self.teacher).resolve(), -1) >= 0)
+            except RecipeError:
+                return 1
+        return 0
+
+    return sorted(loaded, key=lambda x: (rank(x), x.name))
+
+
+def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = False) -> dict[str, Any]:
+    from harness.pipeline import run_recipe
+
+    recipes = suite_recipes(folder, overrides, only)
+    log.info("suite %s: %d recipes: %s", folder, len(recipes), ", ".join(r.name for r in recipes))
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"suite": str(folder), "overrides": list(overrides), "recipes": {}, "failed": {}}
+    for loaded in recipes:
+        t1 = time.perf_counter()
+        try:
+            payload = run_recipe(loaded, runs_dir, force=force)
+            out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
+                                           "results": payload["results"]}
+        except HarnessError as exc:
+            log.error("suite: %s failed: %s", loaded.name, exc)
+            out["failed"][loaded.name] = str(exc)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    name = Path(str(folder)).name or "suite"
+    atomic_write_json(Path(runs_dir) / f"suite-{name}.json", out)
+    return out
