@@ -68,3 +68,11 @@ def progress(total: int, desc: str, unit: str = "it"):
 def chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(seq), size):
         yield seq[start:start + size]
+
+
+def quiet_transformers() -> None:
+    """No per-load progress bars or 'newly initialized' notices: the harness reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

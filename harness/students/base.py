@@ -19,19 +19,11 @@ from typing import Any, Sequence
 
 import torch
 
-from harness.encoding import autocast, get_device, length_sorted_batches, progress
+from harness.encoding import autocast, get_device, length_sorted_batches, progress, quiet_transformers  # noqa: F401
 
 log = logging.getLogger("harness")
 
 META = "harness_student.json"
-
-
-def quiet_transformers() -> None:
-    """No per-load progress bars or 'newly initialized' notices: the harness reports what matters itself."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def truncate_layers(model: torch.nn.Module, layers: int) -> int:

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from harness.data.dataset import Doc
-from harness.encoding import autocast, get_device, length_sorted_batches, progress
+from harness.encoding import autocast, get_device, length_sorted_batches, progress, quiet_transformers
 from harness.errors import ModelError
 from harness.teachers.base import Request, Teacher
 
@@ -25,6 +25,7 @@ class DenseEncoder:
                  device=None, field: str = "model"):
         from transformers import AutoModel, AutoTokenizer
 
+        quiet_transformers()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModel.from_pretrained(path)

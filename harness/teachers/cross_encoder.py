@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from harness.data.dataset import Doc
-from harness.encoding import autocast, get_device, length_sorted_batches, progress
+from harness.encoding import autocast, get_device, length_sorted_batches, progress, quiet_transformers
 from harness.errors import ModelError
 from harness.teachers.base import Request, Teacher, split_back
 
@@ -25,18 +25,14 @@ log = logging.getLogger("harness")
 def load_cross_encoder(path: Path, field: str = "teacher.model", allow_new_head: bool = False):
     """(tokenizer, model) from a folder; refuses a checkpoint without a trained one-logit head."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights were newly initialized" is handled below, in words
+    quiet_transformers()  # "some weights were newly initialized" is handled below, in words
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
                                                                          output_loading_info=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{field}: cannot load a cross-encoder from {path}: {exc}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     new_head = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k]
     if new_head and not allow_new_head:
         raise ModelError(f"{field}: {path} has no trained classification head (not a cross-encoder); "
