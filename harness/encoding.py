@@ -29,11 +29,31 @@ def get_device():
     return torch.device(device_name())
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def precision(device) -> str:
+    """``HARNESS_PRECISION``: fp32, bf16, or auto (default) = bf16 autocast on CUDA and on CPUs with native
+    bfloat16 (measured on a 2-core AMD EPYC with AVX512-BF16: MiniLM forward 1.8x, training step 1.6x faster
+    than fp32). Like the device, it is a property of the machine: recorded in manifests, not in stage hashes."""
+    want = os.environ.get("HARNESS_PRECISION", "auto")
+    if want in ("fp32", "bf16"):
+        return want
+    return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()) else "fp32"
+
+
 def autocast(device) -> contextlib.AbstractContextManager:
     import torch
 
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if precision(device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -64,3 +64,9 @@ def tiny_cross_encoder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-enc", "encoder")
+
+
+@pytest.fixture
+def fp32(monkeypatch):
+    """Exact-equality tests compare against a plain fp32 forward: no bf16 autocast on CPUs that have it."""
+    monkeypatch.setenv("HARNESS_PRECISION", "fp32")

@@ -58,7 +58,7 @@ def test_training_face_shapes_and_unit_vectors(student):
     student.zero_grad(set_to_none=True)
 
 
-def test_inference_face_arrays(student):
+def test_inference_face_arrays(student, fp32):
     qs, ds = student.infer_queries(QUERIES), student.infer_docs(DOCS)
     assert len(qs) == 3 and len(ds) == 5
     for a in qs + ds:
@@ -177,7 +177,7 @@ def test_saved_layout_is_pylates(saved):
     assert {"[Q] ", "[D] "} <= {t["content"] for t in tok["added_tokens"]}  # the tokens PyLate looks up
 
 
-def test_saved_folder_loads_in_sentence_transformers_multi_vector_encoder(student, saved):
+def test_saved_folder_loads_in_sentence_transformers_multi_vector_encoder(student, saved, fp32):
     """sentence-transformers 6.x reads PyLate (v3) saves natively: same vectors, token for token."""
     mve = pytest.importorskip("sentence_transformers.multi_vector_encoder",
                               reason="sentence-transformers < 6 has no MultiVectorEncoder")

@@ -204,7 +204,7 @@ def test_learned_scale_is_on_the_student_side():
     assert fixed(None, None, scores, torch.tensor([[1.0, 0.0]]), 0)[0].item() == pytest.approx(0.0)
 
 
-def test_dense_student_saves_in_sentence_transformers_layout(tmp_path):
+def test_dense_student_saves_in_sentence_transformers_layout(tmp_path, fp32):
     import json
 
     s = _tiny_dense(tmp_path)

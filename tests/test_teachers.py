@@ -84,7 +84,7 @@ def test_ensemble_fuses_normalised_members_over_the_pool():
 
 # ---- cross-encoder scoring --------------------------------------------------------------------------
 
-def test_cross_encoder_scores_equal_a_direct_model_call(tiny_cross_encoder):
+def test_cross_encoder_scores_equal_a_direct_model_call(tiny_cross_encoder, fp32):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -51,6 +51,10 @@ def device_info() -> dict[str, Any]:
         info["gpus"] = torch.cuda.device_count()
     else:
         info["device"] = "cpu"
+    if torch is not None:
+        from harness.encoding import get_device, precision
+
+        info["precision"] = precision(get_device())
     return info
 
 

@@ -24,7 +24,7 @@ import torch
 
 from harness.distill.groups import Group
 from harness.distill.losses import FLOPS, ListwiseKL, MarginMSE, PointwiseMSE, flops_weight
-from harness.encoding import progress
+from harness.encoding import autocast, precision, progress
 
 log = logging.getLogger("harness")
 
@@ -145,13 +145,15 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
             batch = [examples[i] for i in order[step * train.batch_queries:(step + 1) * train.batch_queries]]
             qids = [q for q, _ in batch]
             doc_ids = [docs for _, docs in batch]
-            q_rep = student.encode_queries([queries[q] for q in qids])
-            d_rep = student.encode_docs([doc_text(d) for docs in doc_ids for d in docs])
-            scores = student.score_groups(q_rep, d_rep)
+            with autocast(student.device):  # bf16 where the hardware has it; losses below in fp32
+                q_rep = student.encode_queries([queries[q] for q in qids])
+                d_rep = student.encode_docs([doc_text(d) for docs in doc_ids for d in docs])
+                scores = student.score_groups(q_rep, d_rep).float()
             tgt = targets(qids, doc_ids, queries, scores.device)
             loss, parts = objective(q_rep, d_rep, scores, tgt, step)
             if extra_step is not None:
-                extra, extra_parts = extra_step(student, q_rep, d_rep, qids, doc_ids, step)
+                with autocast(student.device):
+                    extra, extra_parts = extra_step(student, q_rep, d_rep, qids, doc_ids, step)
                 loss = loss + extra
                 parts.update(extra_parts)
             loss.backward()
@@ -179,6 +181,7 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
             fh.write(json.dumps(row) + "\n")
     k = min(10, len(history))
     info = {"steps": n_steps, "examples": len(examples), "resumed_from": start, "train_seconds": round(seconds, 1),
+            "precision": precision(student.device),
             "loss_first10": round(sum(h["loss"] for h in history[:k]) / k, 4),
             "loss_last10": round(sum(h["loss"] for h in history[-k:]) / k, 4), "loss": objective.loss_name}
     if objective.learned:

@@ -26,15 +26,18 @@ class VocabMaxPool(torch.autograd.Function):
     def forward(ctx, hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
         b, t, _ = hidden.shape
         v = weight.shape[0]
-        values = torch.empty(b, v, dtype=hidden.dtype, device=hidden.device)
+        out_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp32 even under bf16 autocast
+        values = torch.empty(b, v, dtype=out_dtype, device=hidden.device)
         index = torch.empty(b, v, dtype=torch.long, device=hidden.device)
         step = max(1, CHUNK_ELEMENTS // max(1, t * v))
         pad = ~mask.bool()
         for s in range(0, b, step):
-            logits = torch.matmul(hidden[s:s + step], weight.T) + bias  # (c, T, V)
+            logits = torch.matmul(hidden[s:s + step], weight.T.to(hidden.dtype)) + bias.to(hidden.dtype)  # (c,T,V)
             logits.masked_fill_(pad[s:s + step].unsqueeze(-1), float("-inf"))
-            values[s:s + step], index[s:s + step] = logits.max(dim=1)
+            top, arg = logits.max(dim=1)
+            values[s:s + step], index[s:s + step] = top.to(out_dtype), arg
         ctx.save_for_backward(hidden, weight, index)
+        ctx.bias_dtype = bias.dtype
         return values
 
     @staticmethod
@@ -50,9 +53,11 @@ class VocabMaxPool(torch.autograd.Function):
             g = grad[b, active].unsqueeze(1)  # (A, 1)
             tokens = index[b, active]  # (A,)
             if grad_hidden is not None:
-                grad_hidden[b].index_add_(0, tokens, g * weight[active])
+                grad_hidden[b].index_add_(0, tokens, (g * weight[active].to(g.dtype)).to(hidden.dtype))
             if grad_weight is not None:
-                grad_weight.index_add_(0, active, g * hidden[b, tokens])
+                grad_weight.index_add_(0, active, (g * hidden[b, tokens].to(g.dtype)).to(weight.dtype))
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(ctx.bias_dtype)
         return grad_hidden, None, grad_weight, grad_bias
 
 
