@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  harness quickstart                                   the embedded default recipe
+  harness quickstart                                   the main job on the embedded default (recipes/quickstart/)
   harness run recipes/baselines/bm25-scifact.toml      a recipe file (or a shipped name: baselines/bm25-scifact)
   harness run baselines/bm25-scifact --set 'eval.datasets=["cisi"]' --set name=bm25-cisi --json
   harness answer-key recipes/baselines/teacher-scifact.toml   build/reuse the teacher's answer key
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     _add_run_args(p)
 
-    p = sub.add_parser("quickstart", help="run the embedded default recipe (recipes/quickstart.toml)")
+    p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, SPLADE and "
+                                          "ColBERT distilled on SciFact (recipes/quickstart/), then a table")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value")
     _add_run_args(p)
@@ -145,6 +146,26 @@ def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
     else:
         _print_table(payload)
     return 0
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from harness.report.results import load_runs
+    from harness.report.tables import build_table
+    from harness.suite import run_suite
+
+    runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
+    out = run_suite("quickstart", runs_dir, args.overrides, force=args.force)
+    if args.json:
+        sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
+    else:
+        runs = load_runs([r["run_dir"] for r in out["recipes"].values()])
+        table = build_table(runs, measures=["nDCG@10", "R@100"])
+        sys.stdout.write(table.render("md"))
+        print(f"\nquickstart: {len(out['recipes'])} recipes in {out['seconds']:.0f} s; run directories under {runs_dir}/; "
+              f"compare more runs with `harness table {runs_dir}`")
+        for name, err in out["failed"].items():
+            print(f"{name}: FAILED: {err.splitlines()[0]}")
+    return 1 if out["failed"] else 0
 
 
 def _cmd_suite(args: argparse.Namespace) -> int:
@@ -252,7 +273,7 @@ def main(argv: "list[str] | None" = None) -> int:
         if args.command == "run":
             return _cmd_run(args, args.recipe)
         if args.command == "quickstart":
-            return _cmd_run(args, "quickstart")
+            return _cmd_quickstart(args)
         if args.command == "suite":
             return _cmd_suite(args)
         if args.command == "answer-key":

@@ -168,13 +168,16 @@ def build_answer_key(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) 
 
 # ---- the run ---------------------------------------------------------------------------------------
 
-def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dict[str, Any]:
+def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
+               cache: "dict | None" = None) -> dict[str, Any]:
+    """Run one recipe. ``cache`` (content-keyed: loaded teachers, students, groups) may be shared by the
+    recipes of a suite, so a model is loaded, and a passage encoded by the teacher, once per process."""
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     recipe = loaded.recipe
     run_dir = Path(runs_dir) / loaded.name
     store = Store(Path(runs_dir), force=force)
-    ctx = RunContext(loaded, store, run_dir)
+    ctx = RunContext(loaded, store, run_dir, cache=cache if cache is not None else {})
     log.info("recipe %s (%s, hash %s) -> %s", loaded.name, loaded.path, loaded.hash[:12], run_dir)
 
     datasets = prepare(ctx)

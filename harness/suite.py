@@ -71,10 +71,11 @@ def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = Fal
     log.info("suite %s: %d recipes: %s", folder, len(recipes), ", ".join(r.name for r in recipes))
     t0 = time.perf_counter()
     out: dict[str, Any] = {"suite": str(folder), "overrides": list(overrides), "recipes": {}, "failed": {}}
+    cache: dict = {}  # content-keyed: teachers, students, groups loaded once for the whole suite
     for loaded in recipes:
         t1 = time.perf_counter()
         try:
-            payload = run_recipe(loaded, runs_dir, force=force)
+            payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
             out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
                                            "results": payload["results"]}
         except HarnessError as exc:

@@ -30,7 +30,9 @@ def test_help_and_version():
 
 def test_recipes_lists_shipped():
     out = run_cli("recipes")
-    assert "baselines/bm25-scifact" in out.stdout.split() and "quickstart" in out.stdout.split()
+    listed = out.stdout.split()
+    assert "baselines/bm25-scifact" in listed and "quickstart/splade-static" in listed
+    assert not any(name.startswith("scifact/_") for name in listed)  # bases are not recipes to run
 
 
 def test_missing_dataset_fails_before_compute(tmp_path):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness import __version__
 from harness.errors import ArtifactError
 from harness.recipe.loader import config_hash
 
@@ -82,7 +83,8 @@ class StageRecord:
 class Stage:
     def __init__(self, store: "Store", name: str, key: dict[str, Any], scope: str):
         self.store, self.name, self.key, self.scope = store, name, key, scope
-        self.hash = config_hash({"stage": name, "format": STAGE_FORMAT, **key})
+        # the harness version is part of every key: an upgrade never reuses what older code computed
+        self.hash = config_hash({"stage": name, "format": STAGE_FORMAT, "harness": __version__, **key})
         self.dir = store.root / scope / f"{name}-{self.hash[:12]}"
         self.info: dict[str, Any] = {}  # figures the builder wants in the manifest (timings, sizes)
 

@@ -83,7 +83,9 @@ def self_teacher_context(ctx: RunContext) -> RunContext:
     spec = ctx.recipe.distill.self.teacher
 
     def make() -> RunContext:
-        loaded = load_recipe(spec)
+        # the same --set overrides as this run (a CI slice trains its teacher-student on the same slice)
+        overrides = [o for o in ctx.loaded.overrides if o.split("=", 1)[0].strip() not in ("name", "description")]
+        loaded = load_recipe(spec, overrides)
         if loaded.recipe.method != "student" or loaded.recipe.distill.variant in ("none", "self"):
             raise RecipeError([f"{ctx.loaded.path}: distill.self.teacher: {spec} must train a student "
                                "(method \"student\", a variant other than none/self)"])

@@ -229,9 +229,10 @@ class DistillSection:
         "all", doc="margin-mse: every pair of the group, or the positive against each negative.")
     margin: float = param(1.0, doc="The margin variant's target s(q,p+) − s(q,p−).", check=positive)
     temperature: float = param(1.0, doc="kl: softmax temperature.", check=positive)
-    target_scale: Literal["none", "fixed", "learned"] = param(
-        "none", doc="Reconcile score scales: fixed maps the teacher score t → a·t + b; learned fits "
-                    "s → α·s + β (two shared scalars) on the student side.")
+    target_scale: Literal["none", "auto", "fixed", "learned"] = param(
+        "none", doc="Reconcile score scales: none (the seed's plain loss); auto maps the teacher score t → a·t + b "
+                    "with a, b matching the untrained student's score mean and spread on the first batches; "
+                    "fixed uses scale_a, scale_b; learned fits s → α·s + β (two shared scalars) on the student side.")
     scale_a: float = param(1.0, doc="fixed target_scale: a.")
     scale_b: float = param(0.0, doc="fixed target_scale: b.")
     online: OnlineSection = param(OnlineSection)
