@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from harness.artifacts import Store, atomic_write_json
 from harness.artifacts.environment import environment, package_versions
 from harness.context import RunContext
 from harness.data import Dataset, open_dataset
-from harness.errors import DataError
+from harness.errors import DataError, ModelError
 from harness.evaluate import evaluate, read_trec, write_per_query
 from harness.recipe import LoadedRecipe
 
@@ -40,8 +41,33 @@ def uses_teacher(recipe) -> bool:
     return recipe.method == "rerank" or (recipe.method == "student" and recipe.distill.variant in TEACHER_VARIANTS)
 
 
+_FIELD = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+
+
 def prepare(ctx: RunContext) -> list[Dataset]:
-    """Open every dataset and resolve every model the recipe names: fails fast, before any compute."""
+    """Open every dataset and resolve every model the recipe names: fails fast, before any compute.
+
+    Every error names the recipe file (or ``--set``) that gave the field its value, then the field."""
+    return _located(ctx, _prepare, ctx)
+
+
+def _located(ctx: RunContext, fn: Callable, *args):
+    """Call ``fn``; a data or model error gains the recipe file and field it came from."""
+    try:
+        return fn(*args)
+    except (DataError, ModelError) as exc:
+        msg = str(exc)
+        head = msg.partition(":")[0]
+        if _FIELD.match(head):  # "student.model: ..." (models name their field)
+            where = head
+        else:  # a dataset error starts with the dataset id
+            train = ctx.recipe.train.dataset if ctx.recipe.method == "student" or fn is prepare_teacher else None
+            where = "train.dataset" if head == train and head not in ctx.recipe.eval.datasets else "eval.datasets"
+            msg = f"{where}: {msg}"
+        raise type(exc)(f"{ctx.loaded.source_of(where)}: {msg}") from None
+
+
+def _prepare(ctx: RunContext) -> list[Dataset]:
     recipe = ctx.recipe
     ev = recipe.eval
     out = []
@@ -159,7 +185,7 @@ def build_answer_key(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) 
 
     store = Store(Path(runs_dir), force=force)
     ctx = RunContext(loaded, store, Path(runs_dir) / loaded.name)
-    prepare_teacher(ctx, needs_training_data=True)
+    _located(ctx, prepare_teacher, ctx, True)
     stage = answer_key_stage(ctx)
     return {"recipe": loaded.name, "path": str(stage.dir / "answer_key.parquet"), "stage": str(stage.dir),
             "hash": stage.hash, "teacher": teacher_key(ctx), "info": stage.info,

@@ -39,9 +39,25 @@ def test_missing_dataset_fails_before_compute(tmp_path):
     out = run_cli("run", "baselines/bm25-scifact", "--runs-dir", str(tmp_path), "--json",
                   "--set", 'eval.datasets=["scifact", "nosuchset"]')
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("error: nosuchset: unknown dataset")
+    last = out.stderr.strip().splitlines()[-1]
+    # the file (here the --set that gave the value), the field, the dataset, and where to put its files
+    assert last.startswith("error: ") and last.endswith("$HARNESS_DATA_DIR/nosuchset/."), last
+    assert ('recipes/baselines/bm25-scifact.toml (--set eval.datasets=["scifact", "nosuchset"]): '
+            'eval.datasets: nosuchset: unknown dataset') in last
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "_shared").exists()  # nothing was built before the check
+
+
+def test_bad_model_in_a_base_file_names_that_file(tmp_path, data_dir):
+    """A student recipe extending a base whose student.model is wrong: the error names the base file."""
+    base = tmp_path / "base.toml"
+    base.write_text('extends = "scifact/splade-static"\n[student]\nmodel = "not a model"\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\nname = "child"\n')
+    out = run_cli("run", "child.toml", "--runs-dir", "runs", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: base.toml: student.model: "not a model" is neither a local folder'), last
+    assert not (tmp_path / "runs" / "_shared").exists()
 
 
 def test_unknown_recipe_exit_2(tmp_path):

@@ -240,7 +240,7 @@ def test_missing_teacher_fails_before_any_work(tmp_path, data_dir):
     out = run_cli("answer-key", str(recipe), "--runs-dir", str(tmp_path / "runs"), env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith(
-        'error: teacher.model: "no-such-owner/no-such-model" is not in the Hugging Face cache')
+        f'error: {recipe}: teacher.model: "no-such-owner/no-such-model" is not in the Hugging Face cache')
     assert not (tmp_path / "runs").exists()
     out = run_cli("run", str(recipe), "--runs-dir", str(tmp_path / "runs"), env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2 and "Traceback" not in out.stderr

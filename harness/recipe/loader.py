@@ -34,6 +34,16 @@ class LoadedRecipe:
     overrides: tuple[str, ...] = ()
     files: tuple[Path, ...] = ()  # the file and every file it extends, child first
     config: dict[str, Any] = field(default_factory=dict)  # the validated recipe as plain data
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # dotted key -> file
+
+    def source_of(self, dotted: str) -> str:
+        """The file (or ``--set``) that gave a field its value, for error messages."""
+        probe = dotted
+        while probe:
+            if probe in self.sources:
+                return self.sources[probe]
+            probe = probe.rpartition(".")[0]
+        return _label(self.path)
 
     @property
     def name(self) -> str:
@@ -135,8 +145,10 @@ def _resolve_extends(path: Path, stack: tuple[Path, ...], prov: dict[str, str],
     for parent in parents:
         ppath = (path.parent / parent).resolve()
         if not ppath.is_file():
-            if (SHIPPED / parent).is_file():
-                ppath = (SHIPPED / parent).resolve()
+            for shipped in (SHIPPED / parent, SHIPPED / f"{parent}.toml"):
+                if shipped.is_file():
+                    ppath = shipped.resolve()
+                    break
         if ppath in stack or ppath == path.resolve():
             chain = " -> ".join(_label(p) for p in (*stack, path, ppath))
             raise RecipeError([f"{label}: extends: cycle: {chain}"])
@@ -210,4 +222,4 @@ def load_recipe(spec: "str | os.PathLike[str]", overrides: "list[str] | tuple[st
         raise RecipeError([f"{source_of('name')}: name: expected letters, digits, '.', '_', '+' or '-' "
                            f"(it names the run directory), got \"{name}\""])
     return LoadedRecipe(recipe=recipe, path=path, overrides=tuple(overrides), files=tuple(files),
-                        config=to_dict(recipe))
+                        config=to_dict(recipe), sources=dict(prov))
