@@ -97,6 +97,29 @@ def _recipe_file(r: RunResult) -> str:
     return f[i:] if i >= 0 else Path(f).name
 
 
+def _seconds(r: RunResult) -> "float | None":
+    s = r.payload.get("seconds")
+    return float(s) if isinstance(s, (int, float)) else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def _wall(r: RunResult) -> str:
+    s = _seconds(r)
+    return "–" if s is None else _duration(s)
+
+
+def _total_wall(runs: list[RunResult]) -> str:
+    times = [s for s in map(_seconds, runs) if s is not None]
+    return _duration(sum(times)) if times else ""
+
+
 def _built_at(runs: list[RunResult]) -> str:
     return max((r.finished for r in runs if r.finished), default="")
 
@@ -110,10 +133,17 @@ def _readme(suite: str, table: Table, plots: dict[str, list[Path]], runs: list[R
     for name, files in plots.items():
         svg = next((p for p in files if p.suffix == ".svg"), files[0])
         out += [f"## {name[0].upper()}{name[1:]}", "", f"![{name}]({svg.name})", ""]
-    out += ["## Runs", "", "| recipe | method | description | recipe file | overrides |", "|---|---|---|---|---|"]
+    out += ["## Runs", "", "| recipe | method | description | recipe file | overrides | wall time |",
+            "|---|---|---|---|---|---:|"]
     for r in table.rows:
         out.append("| " + " | ".join(x.replace("|", "\\|") for x in (
-            r.label, r.method, r.description, _recipe_file(r), " ".join(f"`{o}`" for o in r.overrides))) + " |")
+            r.label, r.method, r.description, _recipe_file(r), " ".join(f"`{o}`" for o in r.overrides),
+            _wall(r))) + " |")
+    total = _total_wall(table.rows)
+    if total:
+        out += ["", f"Wall time: what each run built itself (stages shared with runs before it, such as the BM25 "
+                    f"index, the teacher and the answer key, count once, for the first run that built them); "
+                    f"{total} in all."]
     for r in table.rows:
         for w in r.payload.get("warnings") or []:
             out.append(f"\n> **{r.label}**: {w}")
@@ -138,11 +168,16 @@ def _page(suite: str, table: Table, plots: dict[str, list[Path]], runs: list[Run
             out.append(f'<figure><a href="{e(png.name)}"><img src="{e(svg.name)}" alt="{e(name)}"></a>'
                        f"<figcaption>{e(name)}</figcaption></figure>")
     out += ["<h2>Runs</h2>", '<table class="runs">', "<tr><th>recipe</th><th>method</th><th>description</th>"
-            "<th>recipe file</th><th>overrides</th></tr>"]
+            "<th>recipe file</th><th>overrides</th><th>wall time</th></tr>"]
     for r in table.rows:
         out.append("<tr>" + "".join(f"<td>{e(x)}</td>" for x in (
-            r.label, r.method, r.description, _recipe_file(r), " ".join(r.overrides))) + "</tr>")
-    out += ["</table>", f"<script>{SORT_SCRIPT}</script>", "</body>", "</html>"]
+            r.label, r.method, r.description, _recipe_file(r), " ".join(r.overrides), _wall(r))) + "</tr>")
+    out += ["</table>"]
+    total = _total_wall(table.rows)
+    if total:
+        out.append(f"<p>Wall time: what each run built itself (shared stages count once, for the first run that "
+                   f"built them); {e(total)} in all.</p>")
+    out += [f"<script>{SORT_SCRIPT}</script>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 
