@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", type=Path, default=None, metavar="FILE", help="also write JUnit XML here")
     p.add_argument("--strict", action="store_true",
                    help="a run without an expect file, or an expected dataset/measure the run lacks, is a FAIL")
+    p.add_argument("--write-expect", action="store_true",
+                   help="instead of checking, write (or update) each run's <recipe>.expect.toml from its results")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="with --write-expect: the file's default tolerance (default: the file's, else 0.001)")
+    p.add_argument("--measures", nargs="+", default=None, metavar="MEASURE",
+                   help="with --write-expect: only these measures (default: every one the run evaluated)")
 
     p = sub.add_parser("leaderboard", help="write leaderboards/<suite>/: README.md, results.csv, index.html, plots")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs_help)
@@ -235,6 +241,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from harness.report.gate import run_gate, write_junit
     from harness.report.results import load_runs
 
+    if args.write_expect:
+        from harness.report.gate import write_expect_files
+        from harness.report.results import ReportInputError
+
+        if args.tolerance is not None and args.tolerance < 0:
+            raise ReportInputError(f"--tolerance: expected a number >= 0, got {args.tolerance}")
+        for run, path, what in write_expect_files(load_runs(args.runs), args.tolerance, args.measures):
+            print(f"{run.label}: {what}" + (f" {path}" if path else ""))
+        return 0
     report = run_gate(load_runs(args.runs), strict=args.strict)
     sys.stdout.write(report.text())
     if args.junit:

@@ -500,6 +500,35 @@ def _retarget(src: Path, dst: Path, recipe_file: Path) -> Path:
 
 
 @pytest.mark.e2e
+def test_write_expect_from_a_blessed_run_then_gate(gate_runs, tmp_path):
+    runs = gate_runs / "runs"
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    good = _retarget(runs / "mybm25", tmp_path / "good", recipes / "blessed.toml")
+    worse = _retarget(runs / "mybm25-worse", tmp_path / "worse", recipes / "blessed.toml")
+    r = run_cli("check", str(good), str(worse), "--write-expect", "--tolerance", "0.002",
+                "--measures", "nDCG@10", "R@100")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"good: written {recipes / 'blessed.expect.toml'}" in r.stdout
+    assert "worse: skipped: made with overrides (bm25.k1=0.1 bm25.b=0.0)" in r.stdout  # not the recipe
+    text = (recipes / "blessed.expect.toml").read_text()
+    scores = json.loads((good / "results.json").read_text())["results"]["beir/scifact/test[q50]"]
+    assert "tolerance = 0.002" in text and f'"nDCG@10" = {round(scores["nDCG@10"], 4)}' in text
+    assert '"RR@10"' not in text
+    r = run_cli("check", str(good), str(worse))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert sum(line.startswith("OK ") and " good " in line for line in lines) == 2
+    assert any(line.startswith("FAIL") and " worse " in line and "nDCG@10" in line for line in lines)
+    # a second write keeps the file's tolerance and a measure's own one
+    (recipes / "blessed.expect.toml").write_text(text.replace(
+        f'"R@100" = {round(scores["R@100"], 4)}', f'"R@100" = {{ value = 0.1, tolerance = 0.05 }}'))
+    assert run_cli("check", str(good), "--write-expect").returncode == 0
+    again = (recipes / "blessed.expect.toml").read_text()
+    assert "tolerance = 0.002" in again and f'"R@100" = {{ value = {round(scores["R@100"], 4)}, tolerance = 0.05 }}' in again
+
+
+@pytest.mark.e2e
 def test_gate_cli_missing_and_malformed_expect_files(gate_runs, tmp_path):
     _write_gate_expect(gate_runs)
     runs = gate_runs / "runs"

@@ -296,3 +296,81 @@ def run_gate(runs: list[RunResult], strict: bool = False) -> GateReport:
 
 def write_junit(report: GateReport, path: "str | Path") -> Path:
     return atomic_write_text(Path(path), report.junit())
+
+
+# ---- writing expectations from a blessed run ----------------------------------------------------------
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_value(x: Any) -> str:
+    if isinstance(x, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in x.items()) + " }"
+    if isinstance(x, str):
+        return _toml_str(x)
+    return repr(round(float(x), 4))
+
+
+def expect_text(expect: dict[str, dict[str, Any]], tolerance: float, description: str, header: str) -> str:
+    """An expect file's text: ``expect`` = {dataset: {measure: value or {value, tolerance}}}."""
+    out = [f"# {line}" if line else "#" for line in header.splitlines()]
+    if description:
+        out.append(f"description = {_toml_str(description)}")
+    out += [f"tolerance = {tolerance!r}", ""]
+    for ds in sorted(expect):
+        out.append(f"[expect.{_toml_str(ds)}]")
+        out += [f"{_toml_str(m)} = {_toml_value(v)}" for m, v in expect[ds].items()]
+        out.append("")
+    return "\n".join(out)
+
+
+# overrides that keep a run "the recipe as written": its name and what is evaluated (a slice is its own
+# dataset id, e.g. beir/scifact/test[q50]), not what is trained or indexed
+WRITABLE_OVERRIDES = ("name", "eval.")
+
+
+def write_expect_files(runs: list[RunResult], tolerance: "float | None" = None,
+                       measures: "list[str] | None" = None) -> list[tuple[RunResult, "Path | None", str]]:
+    """Write (or update) ``<recipe>.expect.toml`` beside each run's recipe from the run's results.
+
+    A run made with ``--set`` overrides other than ``name`` and ``eval.*`` is not its recipe as written, so
+    it is skipped. An existing file
+    keeps its tolerance, description and the datasets this run did not evaluate; the datasets it did are
+    replaced. Returns (run, path written or None, what happened) per run."""
+    done: list[tuple[RunResult, "Path | None", str]] = []
+    for run in runs:
+        if not run.recipe_file:
+            done.append((run, None, "skipped: results.json names no recipe file"))
+            continue
+        changed = [o for o in run.overrides if not o.split("=", 1)[0].strip().startswith(WRITABLE_OVERRIDES)]
+        if changed:
+            done.append((run, None, f"skipped: made with overrides ({' '.join(changed)}), not the recipe as "
+                                    "written"))
+            continue
+        rf = Path(run.recipe_file)
+        path = rf.with_name(_expect_name(rf.name))
+        old: dict[str, Any] = {}
+        if path.is_file():
+            parse_expect_file(path)  # a malformed file is reported, not overwritten
+            old = tomllib.loads(path.read_text(encoding="utf-8"))
+        tol = tolerance if tolerance is not None else float(old.get("tolerance", DEFAULT_TOLERANCE))
+        expect: dict[str, dict[str, Any]] = {ds: dict(ms) for ds, ms in old.get("expect", {}).items()}
+        for ds, values in run.results.items():
+            keep = expect.get(ds, {})
+            expect[ds] = {}
+            for m, v in values.items():
+                if measures and m not in measures:
+                    continue
+                prev = keep.get(m)
+                # a measure with its own tolerance keeps it; the value is this run's
+                expect[ds][m] = {"value": v, "tolerance": prev["tolerance"]} \
+                    if isinstance(prev, dict) and "tolerance" in prev else v
+        header = (f"Expected scores of {rf.name} (the regression gate: harness check RUNS).\n"
+                  f"Written by `harness check --write-expect` from {run.dir} ({run.finished or 'unknown time'});\n"
+                  f"a later --write-expect replaces the datasets it evaluated and keeps the others.")
+        description = old.get("description") or run.description
+        atomic_write_text(path, expect_text(expect, tol, description, header))
+        parse_expect_file(path)  # what we wrote must read back
+        done.append((run, path, "updated" if old else "written"))
+    return done
