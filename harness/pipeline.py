@@ -244,7 +244,12 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
     reference = None
     if uses_teacher(recipe) and recipe.teacher.check:
         reference = teacher_reference(ctx, datasets)
-    training = next((r.info for r in store.records if r.name.startswith("student-")), None)
+    training = None
+    if recipe.method == "student":  # this run's own student (a self-distilled run also uses its teacher's)
+        from harness.distill.stages import student_stage
+
+        own = student_stage(ctx).hash
+        training = next((r.info for r in store.records if r.hash == own and r.info), None)
 
     seconds = time.perf_counter() - t_start
     payload = {
