@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.report.files import atomic_write_text
 from harness.report.plots import plots_for_runs
 from harness.report.results import RunResult
-from harness.report.tables import Table, build_table
+from harness.report.tables import Table, build_table, fmt_seconds
 
 SORT_SCRIPT = r"""
 (function () {
@@ -102,22 +102,14 @@ def _seconds(r: RunResult) -> "float | None":
     return float(s) if isinstance(s, (int, float)) else None
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
 def _wall(r: RunResult) -> str:
     s = _seconds(r)
-    return "–" if s is None else _duration(s)
+    return "–" if s is None else fmt_seconds(s)
 
 
 def _total_wall(runs: list[RunResult]) -> str:
     times = [s for s in map(_seconds, runs) if s is not None]
-    return _duration(sum(times)) if times else ""
+    return fmt_seconds(sum(times)) if times else ""
 
 
 def _built_at(runs: list[RunResult]) -> str:
