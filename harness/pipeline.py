@@ -256,6 +256,10 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
         "recipe": loaded.name, "recipe_file": str(loaded.path), "recipe_hash": loaded.hash,
         "method": recipe.method, "description": recipe.description, "run_dir": str(run_dir),
         "results": results, "queries": n_queries, "files": files, "seconds": round(seconds, 3),
+        # build time of every stage the run needs, whenever each was built: what the run costs from an empty
+        # cache, which a later invocation that only reuses them (``seconds``) does not erase
+        "compute_seconds": round(sum(r.built_seconds for r in store.records), 3),
+        "stage_seconds": {f"{r.name}@{r.hash[:12]}": round(r.built_seconds, 3) for r in store.records},
         "warnings": ctx.warnings, "figures": figures,
     }
     if exact_results:

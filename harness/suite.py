@@ -4,8 +4,10 @@
 
 Recipes run in name order, except that a self-distillation recipe runs after the recipe that trains its
 teacher. A failing recipe is reported and the suite goes on; the exit status is 1 if any failed. Each
-recipe writes its own results.json (see :mod:`harness.pipeline`); the suite adds ``suite.json`` beside the
-run directories with per-recipe wall times.
+recipe writes its own results.json (see :mod:`harness.pipeline`); the suite adds ``suite-<name>.json`` beside
+the run directories with per-recipe wall times and ``cold_cache_seconds``: every stage the suite needs, each
+built once, as long as their builds took whenever they ran (what the suite costs from an empty cache; a
+second invocation that reuses everything takes seconds but reports the same figure).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import atomic_write_json
+from harness.artifacts import atomic_write_json, cold_cache_seconds
 from harness.errors import HarnessError, RecipeError
 from harness.recipe import LoadedRecipe, find_recipe, load_recipe
 
@@ -72,16 +74,20 @@ def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = Fal
     t0 = time.perf_counter()
     out: dict[str, Any] = {"suite": str(folder), "overrides": list(overrides), "recipes": {}, "failed": {}}
     cache: dict = {}  # content-keyed: teachers, students, groups loaded once for the whole suite
+    payloads: list[dict[str, Any]] = []
     for loaded in recipes:
         t1 = time.perf_counter()
         try:
             payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
             out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
+                                           "compute_seconds": payload.get("compute_seconds"),
                                            "results": payload["results"]}
+            payloads.append(payload)
         except HarnessError as exc:
             log.error("suite: %s failed: %s", loaded.name, exc)
             out["failed"][loaded.name] = str(exc)
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["cold_cache_seconds"] = round(cold_cache_seconds(payloads), 1)  # every stage once, whenever it was built
     name = Path(str(folder)).name or "suite"
     atomic_write_json(Path(runs_dir) / f"suite-{name}.json", out)
     return out

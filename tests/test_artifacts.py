@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness.artifacts import Store, atomic_write_json
+from harness.artifacts import Store, atomic_write_json, cold_cache_seconds
 
 
 def build_once(store, key, payload="hello", calls=None):
@@ -37,6 +37,26 @@ def test_build_then_reuse(tmp_path):
     # a different key is a different stage
     s3 = build_once(Store(tmp_path), {"x": 2}, calls=calls)
     assert calls == [1, 1] and s3.dir != s1.dir
+
+
+def test_reuse_keeps_the_build_time(tmp_path):
+    first = Store(tmp_path)
+    build_once(first, {"x": 1})
+    built = first.records[0]
+    assert not built.reused and built.built_seconds == built.seconds > 0
+    again = Store(tmp_path)
+    stage = build_once(again, {"x": 1})
+    rec = again.records[0]
+    assert rec.reused and rec.built_seconds == stage.manifest()["seconds"] == round(built.seconds, 3)
+
+
+def test_cold_cache_seconds_counts_each_stage_once():
+    a = {"stage_seconds": {"bm25-index@aaa": 10.0, "train@bbb": 100.0}, "seconds": 0.5}
+    b = {"stage_seconds": {"bm25-index@aaa": 10.0, "train@ccc": 50.0}, "seconds": 0.5}
+    old = {"seconds": 7.0}  # written before stages were timed: its own wall time
+    assert cold_cache_seconds([a, b]) == 160.0
+    assert cold_cache_seconds([a, b, old]) == 167.0
+    assert cold_cache_seconds([]) == 0.0
 
 
 def test_force_rebuilds(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import last_json_line, run_cli
+from harness.artifacts import cold_cache_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,11 @@ def test_bm25_scifact_reproduces_pyserini(runs, data_dir):
     assert [s["name"] for s in manifest["stages"]] == ["bm25-index", "bm25-run", "retrieve-beir-scifact-test",
                                                       "eval-beir-scifact-test"]
     assert not any(s["reused"] for s in manifest["stages"])
+    # compute time = the stages' build times, each as its own manifest recorded it
+    built = {f"{s['name']}@{s['hash'][:12]}": json.loads((Path(s["dir"]) / "manifest.json").read_text())["seconds"]
+             for s in manifest["stages"]}
+    assert payload["stage_seconds"] == built and all(v > 0 for v in built.values())
+    assert payload["compute_seconds"] == pytest.approx(sum(built.values()), abs=1e-2)
     # the run file and per-query values are kept for significance tests
     files = payload["files"]["beir/scifact/test"]
     run_lines = Path(files["run"]).read_text().splitlines()
@@ -56,7 +62,14 @@ def test_rerun_reuses_and_force_redoes(runs, data_dir):
     assert again.stderr.count("reuse  ") == 4 and "build  " not in again.stderr
     manifest = json.loads((runs / "bm25-scifact" / "manifest.json").read_text())
     assert all(s["reused"] for s in manifest["stages"])
-    first = last_json_line(again.stdout)["results"]
+    payload = last_json_line(again.stdout)
+    first = payload["results"]
+    # a run that only reused its stages keeps what they cost to build (its own wall time is the reuse)
+    built = {f"{s['name']}@{s['hash'][:12]}": json.loads((Path(s["dir"]) / "manifest.json").read_text())["seconds"]
+             for s in manifest["stages"]}
+    assert payload["stage_seconds"] == built
+    assert payload["compute_seconds"] == pytest.approx(sum(built.values()), abs=1e-2)
+    assert payload["compute_seconds"] > sum(s["seconds"] for s in manifest["stages"])
 
     forced = run_cli("run", "baselines/bm25-scifact", "--runs-dir", str(runs), "--json", "--force")
     assert forced.returncode == 0, forced.stderr
@@ -69,7 +82,14 @@ def test_another_recipe_shares_the_index(runs, data_dir):
                   "--set", "name=bm25-scifact-depth100", "--set", "eval.depth=100")
     assert out.returncode == 0, out.stderr
     assert "reuse  bm25-index" in out.stderr  # one index for every recipe over this corpus
-    scores = last_json_line(out.stdout)["results"]["beir/scifact/test"]
+    payload = last_json_line(out.stdout)
+    scores = payload["results"]["beir/scifact/test"]
+    # the two runs from an empty cache: the shared index counts once
+    other = json.loads((runs / "bm25-scifact" / "results.json").read_text())
+    index_key = next(k for k in payload["stage_seconds"] if k.startswith("bm25-index@"))
+    assert other["stage_seconds"][index_key] == payload["stage_seconds"][index_key]
+    assert cold_cache_seconds([payload, other]) == pytest.approx(
+        payload["compute_seconds"] + other["compute_seconds"] - payload["stage_seconds"][index_key], abs=1e-2)
     assert scores["nDCG@10"] == pytest.approx(SCIFACT["nDCG@10"], abs=5e-4)
 
 

@@ -247,7 +247,8 @@ def test_leaderboard_files(fake_root, tmp_path):
     assert readme.startswith("# Leaderboard: toy")
     assert (GOLDEN / "table-single.md").read_text().strip() in readme
     assert "![training loss](training-loss.svg)" in readme
-    assert "| wall time |" in readme and "| 1.0 s |" in readme and "3.0 s in all." in readme  # 1.0 s per fake run
+    # each fake run: a shared 2 s stage and its own 1 s one; the three from an empty cache: 2 + 3 × 1 s
+    assert "| compute time |" in readme and "| 3.0 s |" in readme and "each stage built once: 5.0 s." in readme
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert [row["recipe"] for row in rows] == ["bm25-toy", "colbert-toy", "splade-toy"]
     page = (out / "index.html").read_text()

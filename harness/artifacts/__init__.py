@@ -1,5 +1,7 @@
 """Artifacts: content-addressed stage directories, atomic writes, run manifests."""
 
-from harness.artifacts.store import SHARED, Stage, StageRecord, Store, atomic_write_json, atomic_write_text
+from harness.artifacts.store import (SHARED, Stage, StageRecord, Store, atomic_write_json, atomic_write_text,
+                                     cold_cache_seconds)
 
-__all__ = ["SHARED", "Stage", "StageRecord", "Store", "atomic_write_json", "atomic_write_text"]
+__all__ = ["SHARED", "Stage", "StageRecord", "Store", "atomic_write_json", "atomic_write_text",
+           "cold_cache_seconds"]

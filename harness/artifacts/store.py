@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from harness import __version__
 from harness.errors import ArtifactError
@@ -68,6 +68,21 @@ def _checksums(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def cold_cache_seconds(payloads: "Iterable[dict[str, Any]]") -> float:
+    """What a set of runs costs from an empty cache: each stage's build time once, however many runs share
+    it (``stage_seconds`` of every ``results.json``); a run written before stages were timed counts its
+    own ``seconds``."""
+    stages: dict[str, float] = {}
+    loose = 0.0
+    for p in payloads:
+        st = p.get("stage_seconds")
+        if isinstance(st, dict):
+            stages.update({k: float(v) for k, v in st.items() if isinstance(v, (int, float))})
+        elif isinstance(p.get("seconds"), (int, float)):
+            loose += float(p["seconds"])
+    return sum(stages.values()) + loose
+
+
 @dataclass
 class StageRecord:
     """What a run did with a stage, for the run manifest."""
@@ -76,8 +91,9 @@ class StageRecord:
     hash: str
     dir: str
     reused: bool
-    seconds: float
+    seconds: float  # spent in this run: the build, or only the check when reused
     info: dict[str, Any] = field(default_factory=dict)
+    built_seconds: float = 0.0  # what building it took, whenever that was (its own manifest's ``seconds``)
 
 
 class Stage:
@@ -127,10 +143,12 @@ class Stage:
         t0 = time.perf_counter()
         problem = self.verify()
         if problem is None and not self.store.force:
-            self.info = self.manifest().get("info", {})
+            manifest = self.manifest()
+            self.info = manifest.get("info", {})
             log.info("reuse  %s %s (%s)", self.name, self.hash[:12], _rel(self.dir))
             self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True,
-                                                  time.perf_counter() - t0, self.info))
+                                                  time.perf_counter() - t0, self.info,
+                                                  float(manifest.get("seconds") or 0.0)))
             self.store.ready.add(self.hash)
             yield None
             return
@@ -156,7 +174,8 @@ class Stage:
         atomic_write_json(tmp / "manifest.json", manifest)
         self._publish(tmp)
         self.store.ready.add(self.hash)
-        self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info))
+        self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info,
+                                              seconds))
 
     def _publish(self, tmp: Path) -> None:
         old = None

@@ -1,0 +1,121 @@
+"""PLAID search settings on the CPU: latency and what each setting loses against exact MaxSim.
+
+    python benchmarks/plaid_settings.py RUN_DIR [--dataset beir/scifact/test] [--latency-queries 30]
+        [--settings 8:4096,8:1024,4:1024,4:256] [--processes 1]
+
+RUN_DIR is a finished ColBERT run (e.g. ``runs/scifact-colbert-static``): its manifest names the trained
+student and the PLAID index stage built for ``--dataset`` (the index, its document ids and the float16
+token vectors the exact search reads). Nothing is rebuilt; the index is opened once.
+
+For each ``n_ivf_probe:n_full_scores`` setting it prints: per-query latency p50/p95 (queries one at a time,
+after a warm-up), the time to search all queries in one batched call, overlap@10 with exact MaxSim, and
+nDCG@10 / R@100 (ir_measures). "raw" repeats the batched search as a direct ``fast_plaid`` call, so the
+ratio harness / raw shows what the harness's wrapper costs (goal ≈ 1.0).
+
+Measured on 2 CPU cores (SciFact test, 300 queries, 5,183 passages, 592k tokens): see the README's
+figures section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _stage_dir(manifest: dict, name: str, dataset_docs: int) -> Path:
+    """The run's stage ``name`` whose index holds ``dataset_docs`` documents (one index per corpus)."""
+    for st in manifest["stages"]:
+        if st["name"] == name and st.get("info", {}).get("documents") == dataset_docs:
+            return Path(st["dir"])
+    raise SystemExit(f"error: {name} for a {dataset_docs}-document corpus not in this run's manifest")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--dataset", default="beir/scifact/test")
+    ap.add_argument("--settings", default="8:4096,8:1024,4:1024,4:512,2:256",
+                    help="comma-separated n_ivf_probe:n_full_scores pairs")
+    ap.add_argument("--latency-queries", type=int, default=30)
+    ap.add_argument("--processes", type=int, default=None,
+                    help="fast-plaid n_processes for the raw call (default: the library's own choice, as the harness)")
+    args = ap.parse_args()
+    os.environ.setdefault("HARNESS_PROGRESS", "0")
+
+    import numpy as np
+    import torch
+
+    from harness.data import open_dataset
+    from harness.evaluate.measures import evaluate
+    from harness.index.plaid import PlaidSearcher, exact_maxsim_search
+    from harness.students import load_student
+
+    manifest_path = args.run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise SystemExit(f"error: {manifest_path} not found (RUN_DIR must be a finished ColBERT run)")
+    manifest = json.loads(manifest_path.read_text())
+    ds = open_dataset(args.dataset)
+    n_docs = sum(1 for _ in ds.docs())
+    student_dir = next((Path(st["dir"]) for st in manifest["stages"] if st["name"] == "student-colbert"), None)
+    if student_dir is None:
+        raise SystemExit(f"error: {manifest_path}: no student-colbert stage (not a ColBERT run?)")
+    stage = _stage_dir(manifest, "colbert-index", n_docs)
+    student = load_student(student_dir / "model")
+    qids = list(ds.queries)
+    q_reps = student.infer_queries([ds.queries[q] for q in qids])
+    doc_ids = (stage / "doc_ids.txt").read_text().split("\n")[:-1]
+    tokens = np.load(stage / "doc_tokens.npy").astype(np.float32)
+    offsets = np.load(stage / "doc_offsets.npy")
+    docs = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    print(f"{args.dataset}: {len(qids)} queries, {len(docs)} passages, {len(tokens)} tokens; "
+          f"torch threads {torch.get_num_threads()}")
+
+    t0 = time.perf_counter()
+    exact = exact_maxsim_search(q_reps, docs, 100)
+    exact_s = time.perf_counter() - t0
+    exact_run = {q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, exact)}
+    measures = ["nDCG@10", "R@100"]
+    ex_scores, _ = evaluate(exact_run, ds.qrels, measures)
+    print(f"exact MaxSim (torch, all queries): {exact_s:.1f} s = {1000 * exact_s / len(qids):.0f} ms/query; "
+          f"nDCG@10 {ex_scores['nDCG@10']:.4f}  R@100 {ex_scores['R@100']:.4f}")
+
+    def overlap10(run: dict) -> float:
+        top = lambda hits: {d for d, _ in hits[:10]}  # noqa: E731
+        return float(np.mean([len(top(run[q]) & top(exact_run[q])) / 10 for q in qids]))
+
+    print(f"{'probe':>5} {'full':>5} {'p50 ms':>7} {'p95 ms':>7} {'batch s':>8} {'raw s':>7} {'ratio':>6} "
+          f"{'ovl@10':>6} {'nDCG@10':>8} {'R@100':>6}")
+    timed = q_reps[: args.latency_queries]
+    with PlaidSearcher(stage / "index") as searcher:
+        for setting in args.settings.split(","):
+            probe, full = (int(x) for x in setting.split(":"))
+            knobs = {"n_ivf_probe": probe, "n_full_scores": full}
+            searcher.search(q_reps[:1], 100, **knobs)  # warm-up
+            lat = []
+            for r in timed:
+                t1 = time.perf_counter()
+                searcher.search([r], 100, **knobs)
+                lat.append(time.perf_counter() - t1)
+            t1 = time.perf_counter()
+            hits = searcher.search(q_reps, 100, **knobs)
+            batch_s = time.perf_counter() - t1
+            raw_q = [torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in q_reps]
+            t1 = time.perf_counter()
+            searcher.index.search(queries_embeddings=raw_q, top_k=100, n_ivf_probe=probe, n_full_scores=full,
+                                  show_progress=False, n_processes=args.processes)
+            raw_s = time.perf_counter() - t1
+            run = {q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, hits)}
+            scores, _ = evaluate(run, ds.qrels, measures)
+            print(f"{probe:>5} {full:>5} {1000 * np.percentile(lat, 50):>7.0f} {1000 * np.percentile(lat, 95):>7.0f} "
+                  f"{batch_s:>8.1f} {raw_s:>7.1f} {batch_s / raw_s:>6.2f} {overlap10(run):>6.3f} "
+                  f"{scores['nDCG@10']:>8.4f} {scores['R@100']:>6.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
