@@ -64,6 +64,24 @@ def test_a_backbone_without_mlm_head_gets_one_from_its_embeddings(tmp_path, capl
     assert torch.allclose(head.transform.dense.weight, torch.eye(32))
 
 
+def test_a_splade_cut_to_fewer_layers_is_recalibrated(tiny_mlm, caplog):
+    settings = {"doc_max_len": 32, "init_active_terms": 30}  # calibrate = "auto"
+    with caplog.at_level("INFO", logger="harness"):
+        build_student("splade", tiny_mlm, settings, TEXTS)
+    assert "calibrated" not in caplog.text  # its own head, every layer: left as it was trained
+    caplog.clear()
+    with caplog.at_level("INFO", logger="harness"):
+        cut = build_student("splade", tiny_mlm, {**settings, "layers": 1}, TEXTS)
+    assert "the head now reads layer 1 of 2" in caplog.text
+    with torch.no_grad():
+        active = float((cut.encode_docs(TEXTS) > 0).sum(-1).float().mean())
+    assert abs(active - 30) / 30 < 0.25
+    caplog.clear()
+    with caplog.at_level("INFO", logger="harness"):
+        build_student("splade", tiny_mlm, {**settings, "layers": 1, "calibrate": "never"}, TEXTS)
+    assert "calibrated" not in caplog.text
+
+
 def test_vocab_max_pool_matches_the_naive_path():
     torch.manual_seed(0)
     h = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)

@@ -28,9 +28,12 @@ def _student_identity(ctx: RunContext) -> dict[str, Any]:
     from harness.teachers import model_identity
 
     s = ctx.recipe.student
-    return {"family": s.family, "backbone": model_identity(s.model, "student.model"),
-            "settings": student_settings(ctx.recipe), "fields": list(ctx.recipe.data.doc_fields),
-            "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers")}
+    identity = {"family": s.family, "backbone": model_identity(s.model, "student.model"),
+                "settings": student_settings(ctx.recipe), "fields": list(ctx.recipe.data.doc_fields),
+                "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers")}
+    if s.family == "splade" and s.layers > 0:  # a cut SPLADE's head is re-calibrated (since 0.1.0's first suite)
+        identity["sparse_start"] = "calibrated after truncation"
+    return identity
 
 
 def _targets(ctx: RunContext, variant: "str | None" = None) -> tuple[Any, dict[str, Any]]:

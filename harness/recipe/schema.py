@@ -157,7 +157,7 @@ class SpladeSection:
     init_active_terms: int = param(200, doc="Sparse start: calibrate the output bias so an untrained passage "
                                             "activates this many terms on average.", check=positive)
     calibrate: Literal["auto", "always", "never"] = param(
-        "auto", doc="auto: calibrate only when the backbone had no MLM head.")
+        "auto", doc="auto: calibrate when the backbone had no MLM head or `student.layers` cut it shorter.")
     lambda_q: float = param(0.01, doc="FLOPS weight on queries.", check=non_negative)
     lambda_d: float = param(0.008, doc="FLOPS weight on passages.", check=non_negative)
     flops_ramp: float = param(0.3, doc="Fraction of the steps over which λ ramps up quadratically.",

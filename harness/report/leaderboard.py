@@ -110,7 +110,10 @@ def _compute(r: RunResult) -> str:
 
 
 def _total_compute(runs: list[RunResult]) -> str:
-    return fmt_seconds(cold_cache_seconds(r.payload for r in runs)) if runs else ""
+    if not runs:
+        return ""
+    total = cold_cache_seconds(r.payload for r in runs)
+    return f"{fmt_seconds(total)} ({total:,.0f} s)" if total >= 60 else fmt_seconds(total)
 
 
 COMPUTE_LEGEND = ("Compute time: the build time of every stage a run needs, i.e. what the run costs alone from "

@@ -14,6 +14,8 @@ embeddings. Such a head gives meaningful top terms but activates almost the whol
 0.005 on SciFact). So the decoder bias is then *calibrated*: one constant is subtracted from every
 vocabulary logit, found by bisection on sample passages, so that a passage activates
 ``init_active_terms`` terms on average (default 200). Training (with the FLOPS penalty) starts sparse.
+The same calibration runs when a trained SPLADE is cut to fewer layers (a self-distilled student): its
+head then reads lower-layer states and activates 2–3× more terms.
 """
 
 from __future__ import annotations
@@ -154,13 +156,19 @@ def build_splade(path: Path, settings: dict, calibration_texts: Sequence[str] = 
         _init_head_from_embeddings(mlm)
         log.info("splade: %s has no MLM head; initialised it from the tied input embeddings "
                  "(identity transform, decoder = word embeddings)", path)
+    had = mlm.config.num_hidden_layers
     kept = truncate_layers(mlm, int(settings.get("layers", 0)))
     student = Splade(mlm, tokenizer, {**settings, "layers": kept})
     calibrate = settings.get("calibrate", "auto")
     target = int(settings.get("init_active_terms", 200))
-    if (calibrate == "always" or (calibrate == "auto" and new_head)) and calibration_texts:
+    # a head trained on the last layer's output sees the lower layers' hidden states after truncation and
+    # activates far more terms (measured: a trained 6-layer SciFact student cut to 3 layers, 235 -> 626 terms
+    # per passage), so "auto" calibrates then too
+    if (calibrate == "always" or (calibrate == "auto" and (new_head or kept < had))) and calibration_texts:
         shift = calibrate_bias(student, calibration_texts, target)
-        log.info("splade: calibrated the output bias by %.3f so sample passages activate ~%d terms", shift, target)
+        why = "" if new_head or kept >= had else f" (the head now reads layer {kept} of {had})"
+        log.info("splade: calibrated the output bias by %.3f so sample passages activate ~%d terms%s",
+                 shift, target, why)
     return student
 
 
