@@ -259,7 +259,9 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
         # build time of every stage the run needs, whenever each was built: what the run costs from an empty
         # cache, which a later invocation that only reuses them (``seconds``) does not erase
         "compute_seconds": round(sum(r.built_seconds for r in store.records), 3),
-        "stage_seconds": {f"{r.name}@{r.hash[:12]}": round(r.built_seconds, 3) for r in store.records},
+        # keyed by where the stage lives (scope/name-hash): a run-scoped stage two runs both build counts twice
+        "stage_seconds": {f"{Path(r.dir).parent.name}/{Path(r.dir).name}": round(r.built_seconds, 3)
+                          for r in store.records},
         "warnings": ctx.warnings, "figures": figures,
     }
     if exact_results:

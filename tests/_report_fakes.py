@@ -96,7 +96,7 @@ def write_run(root: Path, recipe: str, values: dict[str, dict[str, dict[str, flo
         "recipe_hash": "0" * 64, "method": method, "description": f"{recipe} (fake run for tests)",
         "run_dir": str(recorded_dir), "results": results, "queries": queries, "files": files, "seconds": 1.0,
         # every fake run needs one shared stage (2 s to build) and one of its own (1 s)
-        "compute_seconds": 3.0, "stage_seconds": {"bm25-index@5a4ed0000000": 2.0, f"eval-{recipe}@0123456789ab": 1.0},
+        "compute_seconds": 3.0, "stage_seconds": {"_shared/bm25-index-5a4ed0000000": 2.0, f"{recipe}/eval-0123456789ab": 1.0},
         "warnings": [], "figures": figs,
     }
     if training is not None:

@@ -51,8 +51,8 @@ def test_reuse_keeps_the_build_time(tmp_path):
 
 
 def test_cold_cache_seconds_counts_each_stage_once():
-    a = {"stage_seconds": {"bm25-index@aaa": 10.0, "train@bbb": 100.0}, "seconds": 0.5}
-    b = {"stage_seconds": {"bm25-index@aaa": 10.0, "train@ccc": 50.0}, "seconds": 0.5}
+    a = {"stage_seconds": {"_shared/bm25-index-aaa": 10.0, "_shared/student-bbb": 100.0}, "seconds": 0.5}
+    b = {"stage_seconds": {"_shared/bm25-index-aaa": 10.0, "_shared/student-ccc": 50.0}, "seconds": 0.5}
     old = {"seconds": 7.0}  # written before stages were timed: its own wall time
     assert cold_cache_seconds([a, b]) == 160.0
     assert cold_cache_seconds([a, b, old]) == 167.0

@@ -42,8 +42,8 @@ def test_bm25_scifact_reproduces_pyserini(runs, data_dir):
                                                       "eval-beir-scifact-test"]
     assert not any(s["reused"] for s in manifest["stages"])
     # compute time = the stages' build times, each as its own manifest recorded it
-    built = {f"{s['name']}@{s['hash'][:12]}": json.loads((Path(s["dir"]) / "manifest.json").read_text())["seconds"]
-             for s in manifest["stages"]}
+    built = {f"{Path(s['dir']).parent.name}/{Path(s['dir']).name}":
+             json.loads((Path(s["dir"]) / "manifest.json").read_text())["seconds"] for s in manifest["stages"]}
     assert payload["stage_seconds"] == built and all(v > 0 for v in built.values())
     assert payload["compute_seconds"] == pytest.approx(sum(built.values()), abs=1e-2)
     # the run file and per-query values are kept for significance tests
@@ -65,8 +65,8 @@ def test_rerun_reuses_and_force_redoes(runs, data_dir):
     payload = last_json_line(again.stdout)
     first = payload["results"]
     # a run that only reused its stages keeps what they cost to build (its own wall time is the reuse)
-    built = {f"{s['name']}@{s['hash'][:12]}": json.loads((Path(s["dir"]) / "manifest.json").read_text())["seconds"]
-             for s in manifest["stages"]}
+    built = {f"{Path(s['dir']).parent.name}/{Path(s['dir']).name}":
+             json.loads((Path(s["dir"]) / "manifest.json").read_text())["seconds"] for s in manifest["stages"]}
     assert payload["stage_seconds"] == built
     assert payload["compute_seconds"] == pytest.approx(sum(built.values()), abs=1e-2)
     assert payload["compute_seconds"] > sum(s["seconds"] for s in manifest["stages"])
@@ -86,7 +86,7 @@ def test_another_recipe_shares_the_index(runs, data_dir):
     scores = payload["results"]["beir/scifact/test"]
     # the two runs from an empty cache: the shared index counts once
     other = json.loads((runs / "bm25-scifact" / "results.json").read_text())
-    index_key = next(k for k in payload["stage_seconds"] if k.startswith("bm25-index@"))
+    index_key = next(k for k in payload["stage_seconds"] if k.startswith("_shared/bm25-index-"))
     assert other["stage_seconds"][index_key] == payload["stage_seconds"][index_key]
     assert cold_cache_seconds([payload, other]) == pytest.approx(
         payload["compute_seconds"] + other["compute_seconds"] - payload["stage_seconds"][index_key], abs=1e-2)

@@ -41,12 +41,15 @@ def test_suite_runs_every_recipe_and_shares_stages(suite, tmp_path_factory, data
     payloads = [json.loads((Path(r["run_dir"]) / "results.json").read_text()) for r in report["recipes"].values()]
     assert all(p["results"]["beir/scifact/test[q30,d500]"]["nDCG@10"] > 0 for p in payloads)
     # from an empty cache: the shared index once, not once per recipe
-    index_keys = [k for p in payloads for k in p["stage_seconds"] if k.startswith("bm25-index@")]
+    index_keys = [k for p in payloads for k in p["stage_seconds"] if k.startswith("_shared/bm25-index-")]
     assert len(set(index_keys)) == 1
     index_seconds = payloads[0]["stage_seconds"][index_keys[0]]
     assert report["cold_cache_seconds"] == pytest.approx(cold_cache_seconds(payloads), abs=0.1)
     assert report["cold_cache_seconds"] == pytest.approx(
         sum(p["compute_seconds"] for p in payloads) - index_seconds, abs=0.1)
+    # each run's own retrieval and evaluation (scoped to its run directory) count for that run
+    own = [k for p in payloads for k in p["stage_seconds"] if not k.startswith("_shared/")]
+    assert len(own) == len(set(own)) == 4 and {k.split("/")[0] for k in own} == {"toy-bm25-a", "toy-bm25-b"}
     (summary,) = runs.glob("suite-*.json")  # beside the run directories
     assert json.loads(summary.read_text())["cold_cache_seconds"] == report["cold_cache_seconds"]
 
