@@ -14,7 +14,7 @@ ratio harness / raw shows what the harness's wrapper costs (goal ≈ 1.0).
 
 Measured on 2 CPU cores (SciFact test, 300 queries, 5,183 passages, 592k tokens, scifact-colbert-static):
 8:4096 p50 241–403 ms, overlap@10 0.939, nDCG@10 0.6381; 8:1024 p50 61–115 ms, 0.933, 0.6382; 4:256
-p50 27–45 ms, 0.902, 0.6345; exact MaxSim 107 ms a query batched, nDCG@10 0.6406; ratio harness/raw 0.99–1.00.
+p50 27–45 ms, 0.902, 0.6345; exact MaxSim 107 ms a query batched, nDCG@10 0.6406; ratio harness/raw 0.99–1.03.
 """
 
 from __future__ import annotations
@@ -29,12 +29,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _stage_dir(manifest: dict, name: str, dataset_docs: int) -> Path:
-    """The run's stage ``name`` whose index holds ``dataset_docs`` documents (one index per corpus)."""
-    for st in manifest["stages"]:
-        if st["name"] == name and st.get("info", {}).get("documents") == dataset_docs:
-            return Path(st["dir"])
-    raise SystemExit(f"error: {name} for a {dataset_docs}-document corpus not in this run's manifest")
+def _linked_stages(manifest: dict, retrieve_name: str) -> tuple[Path, Path]:
+    """(index stage dir, student stage dir) the run's ``retrieve_name`` stage searched, following the stage
+    keys (retrieve -> index -> student) as the pipeline links them: a self-distilled run lists its
+    teacher-student too, and two corpora may have the same size."""
+    by_hash = {st["hash"]: st for st in manifest["stages"]}
+    retrieve = next((st for st in manifest["stages"] if st["name"] == retrieve_name), None)
+    if retrieve is None:
+        raise SystemExit(f"error: no {retrieve_name} stage in this run's manifest (dataset not evaluated?)")
+    index = by_hash[json.loads((Path(retrieve["dir"]) / "manifest.json").read_text())["key"]["index"]]
+    if index["name"] != "colbert-index":
+        raise SystemExit(f"error: {retrieve_name} searched a {index['name']}, not a PLAID index (not a ColBERT run)")
+    student = by_hash[json.loads((Path(index["dir"]) / "manifest.json").read_text())["key"]["student"]]
+    return Path(index["dir"]), Path(student["dir"])
 
 
 def main() -> None:
@@ -62,11 +69,7 @@ def main() -> None:
         raise SystemExit(f"error: {manifest_path} not found (RUN_DIR must be a finished ColBERT run)")
     manifest = json.loads(manifest_path.read_text())
     ds = open_dataset(args.dataset)
-    n_docs = sum(1 for _ in ds.docs())
-    student_dir = next((Path(st["dir"]) for st in manifest["stages"] if st["name"] == "student-colbert"), None)
-    if student_dir is None:
-        raise SystemExit(f"error: {manifest_path}: no student-colbert stage (not a ColBERT run?)")
-    stage = _stage_dir(manifest, "colbert-index", n_docs)
+    stage, student_dir = _linked_stages(manifest, f"retrieve-{ds.slug}")
     student = load_student(student_dir / "model")
     qids = list(ds.queries)
     q_reps = student.infer_queries([ds.queries[q] for q in qids])
@@ -93,6 +96,7 @@ def main() -> None:
     print(f"{'probe':>5} {'full':>5} {'p50 ms':>7} {'p95 ms':>7} {'batch s':>8} {'raw s':>7} {'ratio':>6} "
           f"{'ovl@10':>6} {'nDCG@10':>8} {'R@100':>6}")
     timed = q_reps[: args.latency_queries]
+    raw_q = [torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in q_reps]
     with PlaidSearcher(stage / "index") as searcher:
         for setting in args.settings.split(","):
             probe, full = (int(x) for x in setting.split(":"))
@@ -106,7 +110,6 @@ def main() -> None:
             t1 = time.perf_counter()
             hits = searcher.search(q_reps, 100, **knobs)
             batch_s = time.perf_counter() - t1
-            raw_q = [torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in q_reps]
             t1 = time.perf_counter()
             searcher.index.search(queries_embeddings=raw_q, top_k=100, n_ivf_probe=probe, n_full_scores=full,
                                   show_progress=False, n_processes=args.processes)

@@ -252,16 +252,15 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
         training = next((r.info for r in store.records if r.hash == own and r.info), None)
 
     seconds = time.perf_counter() - t_start
+    # build time of every stage the run needs, whenever each was built (a later invocation that only reuses
+    # them does not erase it), keyed by where the stage lives: a run-scoped stage two runs build counts twice
+    stage_seconds = {f"{Path(r.dir).parent.name}/{Path(r.dir).name}": round(r.built_seconds, 3)
+                     for r in store.records}
     payload = {
         "recipe": loaded.name, "recipe_file": str(loaded.path), "recipe_hash": loaded.hash,
         "method": recipe.method, "description": recipe.description, "run_dir": str(run_dir),
         "results": results, "queries": n_queries, "files": files, "seconds": round(seconds, 3),
-        # build time of every stage the run needs, whenever each was built: what the run costs from an empty
-        # cache, which a later invocation that only reuses them (``seconds``) does not erase
-        "compute_seconds": round(sum(r.built_seconds for r in store.records), 3),
-        # keyed by where the stage lives (scope/name-hash): a run-scoped stage two runs both build counts twice
-        "stage_seconds": {f"{Path(r.dir).parent.name}/{Path(r.dir).name}": round(r.built_seconds, 3)
-                          for r in store.records},
+        "compute_seconds": round(sum(stage_seconds.values()), 3), "stage_seconds": stage_seconds,
         "warnings": ctx.warnings, "figures": figures,
     }
     if exact_results:

@@ -80,7 +80,7 @@ def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = Fal
         try:
             payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
             out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
-                                           "compute_seconds": payload.get("compute_seconds"),
+                                           "compute_seconds": payload["compute_seconds"],
                                            "results": payload["results"]}
             payloads.append(payload)
         except HarnessError as exc:

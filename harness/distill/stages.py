@@ -31,7 +31,9 @@ def _student_identity(ctx: RunContext) -> dict[str, Any]:
     identity = {"family": s.family, "backbone": model_identity(s.model, "student.model"),
                 "settings": student_settings(ctx.recipe), "fields": list(ctx.recipe.data.doc_fields),
                 "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers")}
-    if s.family == "splade" and s.layers > 0:  # a cut SPLADE's head is re-calibrated (since 0.1.0's first suite)
+    if s.family == "splade" and s.layers > 0:
+        # build_splade re-calibrates a cut SPLADE's head under calibrate="auto" (it did not when the first
+        # SciFact suite was cached): a different student, so a different key; uncut students keep theirs
         identity["sparse_start"] = "calibrated after truncation"
     return identity
 

@@ -158,15 +158,16 @@ def build_splade(path: Path, settings: dict, calibration_texts: Sequence[str] = 
                  "(identity transform, decoder = word embeddings)", path)
     had = mlm.config.num_hidden_layers
     kept = truncate_layers(mlm, int(settings.get("layers", 0)))
+    cut = kept < had
     student = Splade(mlm, tokenizer, {**settings, "layers": kept})
     calibrate = settings.get("calibrate", "auto")
     target = int(settings.get("init_active_terms", 200))
     # a head trained on the last layer's output sees the lower layers' hidden states after truncation and
     # activates far more terms (measured: a trained 6-layer SciFact student cut to 3 layers, 235 -> 626 terms
     # per passage), so "auto" calibrates then too
-    if (calibrate == "always" or (calibrate == "auto" and (new_head or kept < had))) and calibration_texts:
+    if (calibrate == "always" or (calibrate == "auto" and (new_head or cut))) and calibration_texts:
         shift = calibrate_bias(student, calibration_texts, target)
-        why = "" if new_head or kept >= had else f" (the head now reads layer {kept} of {had})"
+        why = f" (the head now reads layer {kept} of {had})" if cut and not new_head else ""
         log.info("splade: calibrated the output bias by %.3f so sample passages activate ~%d terms%s",
                  shift, target, why)
     return student
