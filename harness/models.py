@@ -75,3 +75,52 @@ def _offline_message(field: str, name: str, why: str) -> str:
     return (f"{field}: \"{name}\" is not in the Hugging Face cache and cannot be downloaded ({why}). On a "
             f"machine with internet run `huggingface-cli download {name}` and copy ~/.cache/huggingface "
             "over, or save the model to a folder and give its path")
+
+
+# ---- what a backbone was published with -------------------------------------------------------------
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def native_max_len(path: "str | Path") -> int:
+    """The longest input a backbone was trained to read, in tokens: sentence-transformers' ``max_seq_length``
+    (256 for all-MiniLM-L6-v2), else the tokenizer's ``model_max_length``, else the position embeddings
+    (capped at 512, what BERT-sized encoders are trained at)."""
+    path = Path(path)
+    st = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    if isinstance(st, int) and st > 0:
+        return st
+    tok = _read_json(path / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tok, int) and 0 < tok <= 100_000:
+        return tok
+    pos = _read_json(path / "config.json").get("max_position_embeddings")
+    return min(pos, 512) if isinstance(pos, int) and pos > 0 else 512
+
+
+def native_embedding(path: "str | Path") -> dict:
+    """How a sentence-transformers checkpoint turns token vectors into one embedding: ``pooling`` ("mean" or
+    "cls") and ``normalize`` (a ``Normalize`` module: cosine similarity). Empty for a plain checkpoint."""
+    path = Path(path)
+    modules = _read_json(path / "modules.json") if (path / "modules.json").is_file() else None
+    out: dict = {}
+    if not isinstance(modules, list):
+        return out
+    types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)]
+    out["normalize"] = any(t.endswith(".Normalize") for t in types)
+    for m in modules:
+        if isinstance(m, dict) and str(m.get("type", "")).endswith(".Pooling"):
+            cfg = _read_json(path / str(m.get("path", "")) / "config.json")
+            if cfg.get("pooling_mode_cls_token"):
+                out["pooling"] = "cls"
+            elif cfg.get("pooling_mode_mean_tokens"):
+                out["pooling"] = "mean"
+    sim = _read_json(path / "config_sentence_transformers.json").get("similarity_fn_name")
+    if sim in ("cosine", "dot"):
+        out["normalize"] = out.get("normalize", False) or sim == "cosine"
+    return out

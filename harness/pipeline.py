@@ -77,6 +77,21 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
             raise DataError(f"{spec}: no judged queries (qrels and queries share no query id)")
         log.info("data   %s: %d judged queries (%s)", ds.id, len(ds.queries), ds.source)
         out.append(ds)
+    if ev.dev:
+        from harness.distill.groups import dev_dataset
+
+        from harness.data import DatasetSlice
+
+        dev = dev_dataset(ctx)
+        if dev is None:
+            raise DataError("eval.dev: set, but train.dev_fraction is 0: there is no dev split to evaluate")
+        if ev.max_queries or ev.max_docs:  # a CPU slice cuts the dev set like the others
+            dev = DatasetSlice(dev, max_queries=ev.max_queries, max_docs=ev.max_docs)
+        if not dev.queries:
+            raise DataError(f"eval.dev: {dev.id} has no judged queries")
+        log.info("data   %s: %d dev queries held out of %s (%s)", dev.id, len(dev.queries),
+                 recipe.train.dataset, dev.source)
+        out.append(dev)
     if uses_teacher(recipe):
         prepare_teacher(ctx, needs_training_data=recipe.method == "student" or (
             recipe.teacher.finetune.enabled and recipe.teacher.kind != "bi-encoder"))

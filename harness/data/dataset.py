@@ -134,3 +134,65 @@ class DatasetSlice(Dataset):
 
     def topics_fingerprint(self) -> str:
         return f"{self.base.topics_fingerprint()}|queries={self.max_queries}"
+
+
+DEV_SALT = "harness-dev-1"  # part of every dev split's identity: changing it changes every split
+
+
+def dev_query_ids(qids: "list[str]", fraction: float, max_queries: int) -> set[str]:
+    """The dev queries of a training split: the ``fraction`` (at most ``max_queries``) of ``qids`` whose
+    salted SHA-256 is smallest. A query's membership depends on its id alone, not on file order, the
+    recipe's seed or the machine; a fraction > 0 keeps at least one query."""
+    if fraction <= 0 or not qids:
+        return set()
+    k = min(max(1, round(fraction * len(qids))), max_queries, len(qids))
+    ranked = sorted(qids, key=lambda q: hashlib.sha256(f"{DEV_SALT}:{q}".encode()).hexdigest())
+    return set(ranked[:k])
+
+
+class QuerySplit(Dataset):
+    """The dev part (``part="dev"``) or the rest (``part="train"``) of a training split, on the same corpus.
+
+    Ids: ``beir/scifact/train[dev]`` and ``beir/scifact/train[-dev]``; the two share the corpus (and so its
+    indexes) and never share a query."""
+
+    def __init__(self, base: Dataset, fraction: float, max_queries: int, part: str):
+        if part not in ("dev", "train"):
+            raise ValueError(part)
+        self.base, self.fraction, self.max_dev, self.part = base, fraction, max_queries, part
+        self.id = f"{base.id}[dev]" if part == "dev" else f"{base.id}[-dev]"
+        self.source = base.source
+
+    @cached_property
+    def dev_ids(self) -> set[str]:
+        return dev_query_ids(list(self.base.queries), self.fraction, self.max_dev)
+
+    @cached_property
+    def _kept_qids(self) -> list[str]:
+        keep = self.part == "dev"
+        return [q for q in self.base.queries if (q in self.dev_ids) == keep]
+
+    def _load_qrels(self) -> Qrels:
+        return {qid: self.base.qrels[qid] for qid in self._kept_qids}
+
+    def _load_queries(self) -> dict[str, str]:
+        return {qid: self.base.queries[qid] for qid in self._kept_qids}
+
+    def _iter_docs(self) -> Iterator[Doc]:
+        return self.base.docs()
+
+    def doc_store(self) -> Mapping[str, Doc]:
+        return self.base.doc_store()
+
+    def corpus_fingerprint(self) -> str:
+        return self.base.corpus_fingerprint()
+
+    def topics_fingerprint(self) -> str:
+        return f"{self.base.topics_fingerprint()}|{self.part}={self.fraction}/{self.max_dev}/{DEV_SALT}"
+
+
+def dev_split(base: Dataset, fraction: float, max_queries: int) -> "tuple[Dataset, Dataset | None]":
+    """(training part, dev part) of ``base``; (base, None) when ``fraction`` is 0."""
+    if fraction <= 0:
+        return base, None
+    return QuerySplit(base, fraction, max_queries, "train"), QuerySplit(base, fraction, max_queries, "dev")

@@ -55,11 +55,25 @@ def read_groups(path: Path) -> list[Group]:
 
 
 def train_dataset(ctx: RunContext) -> Dataset:
-    from harness.data import open_dataset
+    """The training queries: ``train.dataset`` without its dev split, then cut to ``train.max_queries``."""
+    from harness.data import DatasetSlice, dev_split, open_dataset
 
     t = ctx.recipe.train
-    return ctx.memo(f"train:{t.dataset}:{t.max_queries}",
-                    lambda: open_dataset(t.dataset, max_queries=t.max_queries))
+
+    def make() -> Dataset:
+        train, _ = dev_split(open_dataset(t.dataset), t.dev_fraction, t.dev_max_queries)
+        return DatasetSlice(train, max_queries=t.max_queries) if t.max_queries else train
+
+    return ctx.memo(f"train:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}:{t.max_queries}", make)
+
+
+def dev_dataset(ctx: RunContext) -> "Dataset | None":
+    """The dev split carved from ``train.dataset`` (never trained on), or None when ``train.dev_fraction`` is 0."""
+    from harness.data import dev_split, open_dataset
+
+    t = ctx.recipe.train
+    return ctx.memo(f"dev:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}",
+                    lambda: dev_split(open_dataset(t.dataset), t.dev_fraction, t.dev_max_queries)[1])
 
 
 def groups_stage(ctx: RunContext) -> Stage:

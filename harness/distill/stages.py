@@ -207,22 +207,26 @@ def load_trained_student(ctx: RunContext):
 
 def student_index_stage(ctx: RunContext, ds: Dataset) -> Stage:
     from harness.index.students import index_corpus
+    from harness.students import eval_lengths
 
     r = ctx.recipe
+    _, doc_len = eval_lengths(r)
     trained = student_stage(ctx)
     family = r.student.family
     index_cfg = {"splade": {"impact": vars(r.index.impact)}, "colbert": {"plaid": {
         k: v for k, v in vars(r.index.plaid).items() if k in ("nbits", "kmeans_niters")}},
         "dense": {"faiss": vars(r.index.faiss)}}[family]
     stage = ctx.store.stage(f"{family}-index", {"student": trained.hash, "corpus": ds.corpus_fingerprint(),
-                                               "fields": list(r.data.doc_fields), **index_cfg,
+                                               "fields": list(r.data.doc_fields), "doc_max_len": doc_len,
+                                               **index_cfg,
                                                "versions": package_versions()}, scope=SHARED)
     with stage.ensure() as out:
         if out is not None:
             student = load_trained_student(ctx)
             docs = list(ds.docs())
             stage.info.update(index_corpus(family, student, [d.doc_id for d in docs],
-                                           [d.contents(r.data.doc_fields) for d in docs], out, r.index))
+                                           [d.contents(r.data.doc_fields) for d in docs], out, r.index,
+                                           doc_len))
     return stage
 
 
@@ -230,20 +234,22 @@ def student_method(ctx: RunContext, ds: Dataset):
     """The pipeline's ``student`` method: a run file from the student's index (+ exact search figures)."""
     from harness.evaluate import write_trec
     from harness.index.students import overlap_at_k, search_corpus
+    from harness.students import eval_lengths
 
     r = ctx.recipe
+    query_len, _ = eval_lengths(r)
     index = student_index_stage(ctx, ds)
     n_docs = index.info.get("documents", 0)
     exact = r.index.exact == "always" or (r.index.exact == "auto" and n_docs <= r.index.exact_max_docs)
     search_cfg = vars(r.index.plaid) if r.student.family == "colbert" else {}
     key = {"index": index.hash, "topics": ds.topics_fingerprint(), "depth": r.eval.depth, "exact": exact,
-           "search": search_cfg, "latency_queries": r.index.latency_queries}
+           "search": search_cfg, "latency_queries": r.index.latency_queries, "query_max_len": query_len}
 
     def produce(out: Path) -> dict[str, Any]:
         student = load_trained_student(ctx)
         t0 = time.perf_counter()
         run, exact_run, figures = search_corpus(r.student.family, student, index.dir, ds.queries, r.eval.depth,
-                                                r.index, exact)
+                                                r.index, exact, query_len)
         write_trec(run, out / "run.trec", tag=ctx.loaded.name)
         if exact_run is not None:
             write_trec(exact_run, out / "exact.trec", tag=f"{ctx.loaded.name}-exact")

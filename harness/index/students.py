@@ -45,13 +45,16 @@ def _load_sparse(path: Path) -> list[dict[str, float]]:
             for i in range(matrix.shape[0])]
 
 
-def index_corpus(family: str, student, doc_ids: Sequence[str], texts: Sequence[str], out: Path, cfg) -> dict[str, Any]:
-    """Encode ``texts`` and build the family's index in ``out``; returns figures."""
+def index_corpus(family: str, student, doc_ids: Sequence[str], texts: Sequence[str], out: Path, cfg,
+                 doc_max_len: "int | None" = None) -> dict[str, Any]:
+    """Encode ``texts`` (read up to ``doc_max_len`` tokens) and build the family's index in ``out``; returns
+    figures."""
     (out / "doc_ids.txt").write_text("\n".join(doc_ids) + "\n")
     t0 = time.perf_counter()
-    reps = student.infer_docs(texts)
+    reps = student.infer_docs(texts, doc_max_len)
     encode_seconds = time.perf_counter() - t0
-    info: dict[str, Any] = {"documents": len(doc_ids), "encode_seconds": round(encode_seconds, 2),
+    info: dict[str, Any] = {"documents": len(doc_ids), "doc_max_len": doc_max_len or student.doc_max_len,
+                            "encode_seconds": round(encode_seconds, 2),
                             "docs_per_second": round(len(doc_ids) / max(encode_seconds, 1e-9), 1)}
     if family == "splade":
         from harness.index.impact import build_impact_index
@@ -80,12 +83,14 @@ def index_corpus(family: str, student, doc_ids: Sequence[str], texts: Sequence[s
 
 
 def search_corpus(family: str, student, index_dir: Path, queries: dict[str, str], k: int, cfg,
-                  exact: bool) -> tuple[Run, "Run | None", dict[str, Any]]:
-    """(approximate run, exact run or None, figures) for ``queries`` against the index in ``index_dir``."""
+                  exact: bool, query_max_len: "int | None" = None) -> tuple[Run, "Run | None", dict[str, Any]]:
+    """(approximate run, exact run or None, figures) for ``queries`` (read up to ``query_max_len`` tokens)
+    against the index in ``index_dir``."""
     qids = list(queries)
     t0 = time.perf_counter()
-    q_reps = student.infer_queries([queries[q] for q in qids])
-    figures: dict[str, Any] = {"query_encode_seconds": round(time.perf_counter() - t0, 3)}
+    q_reps = student.infer_queries([queries[q] for q in qids], query_max_len)
+    figures: dict[str, Any] = {"query_encode_seconds": round(time.perf_counter() - t0, 3),
+                               "query_max_len": query_max_len or student.query_max_len}
     doc_ids = (index_dir / "doc_ids.txt").read_text().split("\n")[:-1]
     timed = qids[: cfg.latency_queries]
     if family == "splade":

@@ -29,7 +29,7 @@ def _dataset_ids_check(ids: list[str]) -> "str | None":
     for i in ids:
         if not i.strip() or any(c.isspace() for c in i):
             return f'dataset ids such as "beir/scifact/test" or "cranfield" (bad: "{i}")'
-    return None if ids else "a non-empty list of dataset ids"
+    return None
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,17 @@ class EvalSection:
     max_queries: int = param(
         0, doc="Keep only the first N judged queries of each dataset (0 = all): for CPU slices.",
         check=non_negative)
+    dev: bool = param(
+        False, doc="Also evaluate on the dev split carved from train.dataset (train.dev_fraction): the figures "
+                   "choices are made on, reported beside the test sets as <train.dataset>[dev].")
     max_docs: int = param(
         0, doc="Keep only N documents: every document judged for the kept queries, then the corpus in "
                "order (0 = all): for CPU slices.", check=non_negative)
+
+    def __post_init__(self) -> None:
+        if not self.datasets and not self.dev:
+            raise ValueError("datasets: expected a non-empty list of dataset ids, got [] (or eval.dev = true "
+                             "to evaluate on the dev split alone)")
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,12 @@ class TrainSection:
                              check=non_negative)
     epochs: float = param(1.0, doc="Passes over the training examples (query, positive, negatives).",
                           check=positive)
+    dev_fraction: float = param(
+        0.1, doc="Share of the training queries held out as a dev split (never trained on) on which choices are "
+                 "made; 0 = none. Chosen by a seeded hash of each query id, so the split is the same for every "
+                 "recipe, seed and machine.", check=between(0.0, 0.5))
+    dev_max_queries: int = param(1000, doc="At most this many dev queries (MS MARCO's 10% would be 50k).",
+                                 check=positive)
     max_steps: int = param(0, doc="Stop after this many optimiser steps (0 = no cap).", check=non_negative)
     batch_queries: int = param(8, doc="Training examples (queries with their group) per step.", check=positive)
     lr: float = param(2e-5, doc="Peak learning rate (AdamW; linear warm-up, then linear decay).", check=positive)
@@ -154,8 +168,9 @@ class TeacherSection:
 
 @dataclass(frozen=True)
 class SpladeSection:
-    init_active_terms: int = param(200, doc="Sparse start: calibrate the output bias so an untrained passage "
-                                            "activates this many terms on average.", check=positive)
+    init_active_terms: int = param(200, doc="Sparse start: calibrate the output bias so an untrained passage, read "
+                                            "at the evaluation length (student.eval_doc_max_len), activates this "
+                                            "many terms on average.", check=positive)
     calibrate: Literal["auto", "always", "never"] = param(
         "auto", doc="auto: calibrate when the backbone had no MLM head or `student.layers` cut it shorter.")
     lambda_q: float = param(0.01, doc="FLOPS weight on queries.", check=non_negative)
@@ -173,18 +188,35 @@ class ColbertSection:
 
 @dataclass(frozen=True)
 class DenseSection:
-    pooling: Literal["cls", "mean"] = param("cls", doc="How token vectors become one vector.")
-    normalize: bool = param(False, doc="L2-normalise (cosine); false = dot product as in Margin-MSE.")
+    pooling: Literal["auto", "cls", "mean"] = param(
+        "auto", doc="How token vectors become one vector; auto: what the backbone was published with "
+                    "(sentence-transformers' 1_Pooling: mean for all-MiniLM-L6-v2), else cls.")
+    similarity: Literal["auto", "cosine", "dot"] = param(
+        "auto", doc="Score: auto keeps the backbone's own (cosine when its modules end in Normalize, as "
+                    "all-MiniLM-L6-v2's do), else dot; dot = Margin-MSE's original student.")
 
 
 @dataclass(frozen=True)
 class StudentSection:
     family: Literal["splade", "colbert", "dense"] = param("splade", doc="The student's architecture.")
     model: str = param("minilm", doc='Backbone: "minilm" (PyPI all-MiniLM-L6-v2), a hub name or a path.')
-    layers: int = param(0, doc="Keep only the first N transformer layers (0 = all): smaller, faster students.",
+    layers: int = param(0, doc="Keep only N transformer layers (0 = all): smaller, faster students.",
                         check=non_negative)
-    query_max_len: int = param(32, doc="Query tokens.", check=positive)
-    doc_max_len: int = param(256, doc="Passage tokens.", check=positive)
+    layer_pick: Literal["spread", "first"] = param(
+        "spread", doc="Which layers a cut student keeps: spread (evenly spaced, ending with the top layer, as "
+                      "DistilBERT's every other layer; SciFact dev, dense self-distilled 3 of 6 layers: nDCG@10 "
+                      "0.567 vs 0.231) or first (the lowest N).")
+    query_max_len: int = param(32, doc="Query tokens while training.", check=positive)
+    doc_max_len: int = param(256, doc="Passage tokens while training (a speed setting: evaluation reads "
+                                      "eval_doc_max_len).", check=positive)
+    eval_query_max_len: int = param(
+        0, doc="Query tokens when searching (0 = the backbone's own maximum, 256 for all-MiniLM-L6-v2; a "
+               "ColBERT student with query_augment keeps its training length: its queries are padded to it).",
+        check=non_negative)
+    eval_doc_max_len: int = param(
+        0, doc="Passage tokens when encoding the corpus for the index (0 = the backbone's own maximum: "
+               "sentence-transformers' max_seq_length, else the tokenizer's model_max_length).",
+        check=non_negative)
     batch_size: int = param(32, doc="Texts per forward pass when encoding for the index.", check=positive)
     splade: SpladeSection = param(SpladeSection)
     colbert: ColbertSection = param(ColbertSection)

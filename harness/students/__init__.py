@@ -15,9 +15,38 @@ def student_settings(recipe) -> dict:
     s = recipe.student
     common = {"query_max_len": s.query_max_len, "doc_max_len": s.doc_max_len, "batch_size": s.batch_size,
               "layers": s.layers}
+    if s.layers:
+        common["layer_pick"] = s.layer_pick
     family_cfg = {"splade": s.splade, "colbert": s.colbert, "dense": s.dense}[s.family]
     extra = {k: v for k, v in vars(family_cfg).items() if k not in ("lambda_q", "lambda_d", "flops_ramp")}
+    if s.family == "dense":
+        extra = dense_embedding(s.model, s.dense.pooling, s.dense.similarity)
+    if s.family == "splade":  # the sparse start counts terms at the length the index reads passages at
+        extra["calibration_max_len"] = eval_lengths(recipe)[1]
     return {**common, **extra}
+
+
+def dense_embedding(model: str, pooling: str, similarity: str) -> dict:
+    """The dense student's pooling and normalisation: "auto" keeps what the backbone was published with
+    (sentence-transformers' modules: mean pooling and cosine for all-MiniLM-L6-v2), else cls and dot."""
+    from harness.models import native_embedding, resolve_model
+
+    native = native_embedding(resolve_model(model, "student.model")) if "auto" in (pooling, similarity) else {}
+    return {"pooling": native.get("pooling", "cls") if pooling == "auto" else pooling,
+            "normalize": native.get("normalize", False) if similarity == "auto" else similarity == "cosine"}
+
+
+def eval_lengths(recipe) -> tuple[int, int]:
+    """(query tokens, passage tokens) when serving the student: the recipe's ``eval_*_max_len``, else the
+    backbone's own maximum (training truncation is a speed setting, not a property of the model). A ColBERT
+    student with query augmentation keeps its training query length: its queries are padded to it."""
+    from harness.models import native_max_len, resolve_model
+
+    s = recipe.student
+    native = native_max_len(resolve_model(s.model, "student.model"))
+    fixed_query = s.family == "colbert" and s.colbert.query_augment
+    query = s.eval_query_max_len or (s.query_max_len if fixed_query else native)
+    return query, s.eval_doc_max_len or native
 
 
 def build_student(family: str, path: Path, settings: dict, calibration_texts: Sequence[str] = (),
@@ -43,4 +72,4 @@ def load_student(path: Path) -> Student:
     return build_student(meta["family"], Path(path), meta["settings"])
 
 
-__all__ = ["Student", "build_student", "load_student", "student_settings"]
+__all__ = ["Student", "build_student", "eval_lengths", "load_student", "student_settings"]

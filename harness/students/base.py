@@ -12,6 +12,7 @@ A student is saved in a layout its ecosystem loads (see each family) plus ``harn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -26,15 +27,30 @@ log = logging.getLogger("harness")
 META = "harness_student.json"
 
 
-def truncate_layers(model: torch.nn.Module, layers: int) -> int:
-    """Keep the first ``layers`` transformer layers (a smaller student initialised from a larger one's lower
-    layers, as DistilBERT/TinyBERT do). Returns the number of layers kept."""
+def pick_layers(total: int, keep: int, pick: str = "first") -> list[int]:
+    """Which of ``total`` transformer layers a ``keep``-layer student starts from: ``first`` the lowest ones
+    (TinyBERT-style truncation), ``spread`` evenly spaced ending with the top layer (DistilBERT takes every
+    other layer; keeping the top one keeps the output space the pooling or head was trained on)."""
+    if keep <= 0 or keep >= total:
+        return list(range(total))
+    if pick == "first":
+        return list(range(keep))
+    if pick == "spread":
+        step = total / keep
+        return [round(step * (i + 1)) - 1 for i in range(keep)]
+    raise ValueError(f"unknown layer pick {pick!r}")
+
+
+def truncate_layers(model: torch.nn.Module, layers: int, pick: str = "first") -> int:
+    """Keep ``layers`` transformer layers, chosen by :func:`pick_layers` (a smaller student initialised from
+    a larger one's layers, as DistilBERT/TinyBERT do). Returns the number of layers kept."""
     if layers <= 0:
         return model.config.num_hidden_layers
     base = getattr(model, model.base_model_prefix, model)
-    encoder_layers = base.encoder.layer
+    encoder_layers = list(base.encoder.layer)
     if layers < len(encoder_layers):
-        base.encoder.layer = torch.nn.ModuleList(list(encoder_layers)[:layers])
+        base.encoder.layer = torch.nn.ModuleList([encoder_layers[i] for i in pick_layers(len(encoder_layers), layers,
+                                                                                         pick)])
         model.config.num_hidden_layers = layers
     return len(base.encoder.layer)
 
@@ -89,11 +105,25 @@ class Student(torch.nn.Module):
             self.train(was_training)
         return out
 
-    def infer_queries(self, texts: Sequence[str]) -> list:
-        return self._infer(texts, self._infer_query_batch, "encode queries")
+    def infer_queries(self, texts: Sequence[str], max_len: "int | None" = None) -> list:
+        """Query representations for search, read up to ``max_len`` tokens (default: the training length)."""
+        with self._lengths(query=max_len):
+            return self._infer(texts, self._infer_query_batch, "encode queries")
 
-    def infer_docs(self, texts: Sequence[str]) -> list:
-        return self._infer(texts, self._infer_doc_batch, "encode passages")
+    def infer_docs(self, texts: Sequence[str], max_len: "int | None" = None) -> list:
+        """Passage representations for the index, read up to ``max_len`` tokens (default: the training length)."""
+        with self._lengths(doc=max_len):
+            return self._infer(texts, self._infer_doc_batch, "encode passages")
+
+    @contextlib.contextmanager
+    def _lengths(self, query: "int | None" = None, doc: "int | None" = None):
+        """Read texts at other lengths for a while (evaluation lengths apart from training truncation)."""
+        saved = self.query_max_len, self.doc_max_len
+        self.query_max_len, self.doc_max_len = query or saved[0], doc or saved[1]
+        try:
+            yield
+        finally:
+            self.query_max_len, self.doc_max_len = saved
 
     def _infer_query_batch(self, texts: Sequence[str]) -> list:
         raise NotImplementedError

@@ -288,5 +288,5 @@ def build_colbert(path: Path, settings: dict, field: str = "student.model") -> C
         projection = torch.nn.Linear(hidden, weight.shape[0], bias=False)
         with torch.no_grad():
             projection.weight.copy_(weight)
-    kept = truncate_layers(backbone, int(settings.get("layers", 0)))
+    kept = truncate_layers(backbone, int(settings.get("layers", 0)), settings.get("layer_pick", "first"))
     return ColBERT(backbone, projection, tokenizer, {**settings, "layers": kept, "dim": projection.out_features})

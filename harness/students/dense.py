@@ -26,7 +26,7 @@ class Dense(Student):
     def __init__(self, backbone, tokenizer, settings: dict):
         super().__init__(tokenizer, settings)
         self.backbone = backbone
-        self.pooling = settings.get("pooling", "cls")
+        self.pooling = settings.get("pooling", "cls")  # resolved from "auto" by students.dense_embedding
         self.normalize = bool(settings.get("normalize", False))
 
     def embed(self, enc) -> torch.Tensor:
@@ -88,7 +88,7 @@ def build_dense(path: Path, settings: dict, field: str = "student.model") -> Den
             if _is_bert(path) else AutoModel.from_pretrained(path)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelError(f"{field}: cannot load an encoder from {path}: {exc}") from None
-    kept = truncate_layers(backbone, int(settings.get("layers", 0)))
+    kept = truncate_layers(backbone, int(settings.get("layers", 0)), settings.get("layer_pick", "first"))
     return Dense(backbone, tokenizer, {**settings, "layers": kept})
 
 

@@ -117,10 +117,11 @@ def _init_head_from_embeddings(mlm) -> None:
             head.decoder.bias = head.bias
 
 
-def calibrate_bias(student: Splade, texts: Sequence[str], target_terms: int) -> float:
-    """Shift every vocabulary logit by one constant so sample passages activate ``target_terms`` terms on
+def calibrate_bias(student: Splade, texts: Sequence[str], target_terms: int, max_len: "int | None" = None) -> float:
+    """Shift every vocabulary logit by one constant so sample passages, read up to ``max_len`` tokens (the
+    length the index will read them at; default the training length), activate ``target_terms`` terms on
     average; returns the shift. Bisection on the per-passage max logits (computed once)."""
-    enc = student.tokenize(texts, student.doc_max_len)
+    enc = student.tokenize(texts, max_len or student.doc_max_len)
     with torch.inference_mode():
         top = student.max_logits(enc)[:, student.term_mask.bool()]  # (n, V)
 
@@ -157,7 +158,7 @@ def build_splade(path: Path, settings: dict, calibration_texts: Sequence[str] = 
         log.info("splade: %s has no MLM head; initialised it from the tied input embeddings "
                  "(identity transform, decoder = word embeddings)", path)
     had = mlm.config.num_hidden_layers
-    kept = truncate_layers(mlm, int(settings.get("layers", 0)))
+    kept = truncate_layers(mlm, int(settings.get("layers", 0)), settings.get("layer_pick", "first"))
     cut = kept < had
     student = Splade(mlm, tokenizer, {**settings, "layers": kept})
     calibrate = settings.get("calibrate", "auto")
@@ -166,7 +167,7 @@ def build_splade(path: Path, settings: dict, calibration_texts: Sequence[str] = 
     # activates far more terms (measured: a trained 6-layer SciFact student cut to 3 layers, 235 -> 626 terms
     # per passage), so "auto" calibrates then too
     if (calibrate == "always" or (calibrate == "auto" and (new_head or cut))) and calibration_texts:
-        shift = calibrate_bias(student, calibration_texts, target)
+        shift = calibrate_bias(student, calibration_texts, target, settings.get("calibration_max_len"))
         why = f" (the head now reads layer {kept} of {had})" if cut and not new_head else ""
         log.info("splade: calibrated the output bias by %.3f so sample passages activate ~%d terms%s",
                  shift, target, why)
