@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     _add_run_args(p)
 
-    p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, SPLADE and "
-                                          "ColBERT distilled on SciFact (recipes/quickstart/), then a table")
+    p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, dense and "
+                                          "SPLADE students untrained and distilled on SciFact (recipes/quickstart/), "
+                                          "then a table")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value")
     _add_run_args(p)
