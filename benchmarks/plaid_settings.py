@@ -72,7 +72,9 @@ def main() -> None:
     stage, student_dir = _linked_stages(manifest, f"retrieve-{ds.slug}")
     student = load_student(student_dir / "model")
     qids = list(ds.queries)
-    q_reps = student.infer_queries([ds.queries[q] for q in qids])
+    results_path = args.run_dir / "results.json"  # the query length the run searched with (eval_query_max_len)
+    figures = json.loads(results_path.read_text()).get("figures", {}).get(ds.id, {}) if results_path.is_file() else {}
+    q_reps = student.infer_queries([ds.queries[q] for q in qids], figures.get("query_max_len"))
     doc_ids = (stage / "doc_ids.txt").read_text().split("\n")[:-1]
     tokens = np.load(stage / "doc_tokens.npy").astype(np.float32)
     offsets = np.load(stage / "doc_offsets.npy")
