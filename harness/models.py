@@ -79,7 +79,7 @@ def _offline_message(field: str, name: str, why: str) -> str:
 
 # ---- what a backbone was published with -------------------------------------------------------------
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> "dict | list":
     import json
 
     try:
@@ -88,6 +88,7 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+@lru_cache(maxsize=64)
 def native_max_len(path: "str | Path") -> int:
     """The longest input a backbone was trained to read, in tokens: sentence-transformers' ``max_seq_length``
     (256 for all-MiniLM-L6-v2), else the tokenizer's ``model_max_length``, else the position embeddings
@@ -107,10 +108,10 @@ def native_embedding(path: "str | Path") -> dict:
     """How a sentence-transformers checkpoint turns token vectors into one embedding: ``pooling`` ("mean" or
     "cls") and ``normalize`` (a ``Normalize`` module: cosine similarity). Empty for a plain checkpoint."""
     path = Path(path)
-    modules = _read_json(path / "modules.json") if (path / "modules.json").is_file() else None
-    out: dict = {}
+    modules = _read_json(path / "modules.json")  # a list of modules; {} when absent or unreadable
     if not isinstance(modules, list):
-        return out
+        return {}
+    out: dict = {}
     types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)]
     out["normalize"] = any(t.endswith(".Normalize") for t in types)
     for m in modules:

@@ -154,18 +154,14 @@ class QuerySplit(Dataset):
     """The dev part (``part="dev"``) or the rest (``part="train"``) of a training split, on the same corpus.
 
     Ids: ``beir/scifact/train[dev]`` and ``beir/scifact/train[-dev]``; the two share the corpus (and so its
-    indexes) and never share a query."""
+    indexes) and never share a query. Made by :func:`dev_split`, which picks the dev queries once for both."""
 
-    def __init__(self, base: Dataset, fraction: float, max_queries: int, part: str):
+    def __init__(self, base: Dataset, dev_ids: "frozenset[str]", part: str, identity: str):
         if part not in ("dev", "train"):
             raise ValueError(part)
-        self.base, self.fraction, self.max_dev, self.part = base, fraction, max_queries, part
+        self.base, self.dev_ids, self.part, self.identity = base, dev_ids, part, identity
         self.id = f"{base.id}[dev]" if part == "dev" else f"{base.id}[-dev]"
         self.source = base.source
-
-    @cached_property
-    def dev_ids(self) -> set[str]:
-        return dev_query_ids(list(self.base.queries), self.fraction, self.max_dev)
 
     @cached_property
     def _kept_qids(self) -> list[str]:
@@ -188,11 +184,13 @@ class QuerySplit(Dataset):
         return self.base.corpus_fingerprint()
 
     def topics_fingerprint(self) -> str:
-        return f"{self.base.topics_fingerprint()}|{self.part}={self.fraction}/{self.max_dev}/{DEV_SALT}"
+        return f"{self.base.topics_fingerprint()}|{self.part}={self.identity}"
 
 
 def dev_split(base: Dataset, fraction: float, max_queries: int) -> "tuple[Dataset, Dataset | None]":
     """(training part, dev part) of ``base``; (base, None) when ``fraction`` is 0."""
     if fraction <= 0:
         return base, None
-    return QuerySplit(base, fraction, max_queries, "train"), QuerySplit(base, fraction, max_queries, "dev")
+    dev_ids = frozenset(dev_query_ids(list(base.queries), fraction, max_queries))
+    identity = f"{fraction}/{max_queries}/{DEV_SALT}"
+    return QuerySplit(base, dev_ids, "train", identity), QuerySplit(base, dev_ids, "dev", identity)

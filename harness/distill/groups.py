@@ -54,14 +54,23 @@ def read_groups(path: Path) -> list[Group]:
         return [Group(r["qid"], tuple(r["positives"]), tuple(r["negatives"])) for r in map(json.loads, fh)]
 
 
+def _split(ctx: RunContext) -> "tuple[Dataset, Dataset | None]":
+    """``train.dataset`` opened once per run and split once into (training part, dev part or None)."""
+    from harness.data import dev_split, open_dataset
+
+    t = ctx.recipe.train
+    return ctx.memo(f"split:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}",
+                    lambda: dev_split(open_dataset(t.dataset), t.dev_fraction, t.dev_max_queries))
+
+
 def train_dataset(ctx: RunContext) -> Dataset:
     """The training queries: ``train.dataset`` without its dev split, then cut to ``train.max_queries``."""
-    from harness.data import DatasetSlice, dev_split, open_dataset
+    from harness.data import DatasetSlice
 
     t = ctx.recipe.train
 
     def make() -> Dataset:
-        train, _ = dev_split(open_dataset(t.dataset), t.dev_fraction, t.dev_max_queries)
+        train = _split(ctx)[0]
         return DatasetSlice(train, max_queries=t.max_queries) if t.max_queries else train
 
     return ctx.memo(f"train:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}:{t.max_queries}", make)
@@ -69,11 +78,7 @@ def train_dataset(ctx: RunContext) -> Dataset:
 
 def dev_dataset(ctx: RunContext) -> "Dataset | None":
     """The dev split carved from ``train.dataset`` (never trained on), or None when ``train.dev_fraction`` is 0."""
-    from harness.data import dev_split, open_dataset
-
-    t = ctx.recipe.train
-    return ctx.memo(f"dev:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}",
-                    lambda: dev_split(open_dataset(t.dataset), t.dev_fraction, t.dev_max_queries)[1])
+    return _split(ctx)[1]
 
 
 def groups_stage(ctx: RunContext) -> Stage:
