@@ -21,6 +21,8 @@ EPILOG = """examples:
   harness validate recipes/baselines/bm25-scifact.toml
   harness recipes                                      list the shipped recipes
   harness table runs/ --baseline bm25-scifact --measures nDCG@10 R@100 --format md
+  harness run scifact/dense-static --seeds 3           three training seeds: runs/<name>/seed-{0,1,2}/, mean ± std
+  harness compare runs/scifact-dense-static runs/scifact-dense-online   paired test, effect size, verdict
   harness check runs/bm25-scifact --junit gate.xml     the regression gate (recipes/**/<name>.expect.toml)
   harness leaderboard runs/ --suite scifact            leaderboards/scifact/{README.md,results.csv,index.html}
 
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a recipe end to end", formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_recipe_args(p)
     _add_run_args(p)
+    _add_seeds_arg(p)
 
     p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, dense and "
                                           "SPLADE students untrained and distilled on SciFact (recipes/quickstart/), "
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a value in every recipe")
     p.add_argument("--only", default=None, metavar="PATTERN", help="only recipes whose file name matches (glob)")
     _add_run_args(p)
+    _add_seeds_arg(p)
 
     p = sub.add_parser("answer-key", help="build (or reuse) the recipe's answer key: teacher scores of every "
                                           "training pair, as parquet")
@@ -91,6 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_args(p)
     p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md", help="output format (md)")
     p.add_argument("--out", type=Path, default=None, help="write to this file (default: stdout)")
+    p.add_argument("--ci", action="store_true",
+                   help="show a 95%% bootstrap confidence interval (queries resampled) in every cell")
+
+    p = sub.add_parser("compare", help="is run A better than run B? a paired test over per-query values "
+                                       "(seed-averaged), the effect size, the CI of the difference and a verdict",
+                       description="Pairs A's and B's per-query values on every query both evaluated (per dataset "
+                                   "and measure), tests them with a paired two-sided t-test and prints the mean "
+                                   "difference A - B, its confidence interval, Cohen's d_z and one verdict line "
+                                   "per comparison: A better / B better / indistinguishable at alpha. Exit status: "
+                                   "0, or 1 with --fail-if-worse when A is significantly worse than B on any "
+                                   "comparison; 2 on bad input.")
+    p.add_argument("run_a", metavar="RUN_A", help="a run directory (a multi-seed run gives seed-averaged values)")
+    p.add_argument("run_b", metavar="RUN_B", help="the run A is compared with")
+    p.add_argument("--measures", nargs="+", default=None, metavar="MEASURE",
+                   help="measures to compare (default: every measure both runs have)")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="DATASET",
+                   help="datasets to compare (default: every dataset both runs have)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level; with several comparisons, Holm-corrected across them (0.05)")
+    p.add_argument("--fail-if-worse", action="store_true", help="exit 1 when A is significantly worse than B")
+    p.add_argument("--json", action="store_true", help="print the comparisons as one JSON object on stdout")
 
     p = sub.add_parser("check", help="the regression gate: compare runs with <recipe>.expect.toml beside their "
                                      "recipes (exit 1 on any FAIL, 2 on bad input)")
@@ -113,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seeds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
+def _add_seeds_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=_seeds, default=1, metavar="N",
+                   help="train N students with training seeds train.seed .. train.seed + N - 1 (one run directory "
+                        "each, <name>/seed-<k>/) and write their mean ± std as <name>/results.json; stages that do "
+                        "not depend on the training seed (BM25, teacher, answer key) are built once")
+
+
 def _add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default=None, metavar="RECIPE",
                    help="the row others are compared with (default: the first BM25 run, else the first run)")
@@ -132,12 +174,16 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _print_table(payload: dict) -> None:
-    results = payload["results"]
+    results, std = payload["results"], payload.get("std") or {}
     measures = list(dict.fromkeys(m for r in results.values() for m in r))
     width = max([len("dataset")] + [len(d) for d in results])
-    print(f"{'dataset':<{width}}  " + "  ".join(f"{m:>9}" for m in measures))
+    cell = 18 if std else 9
+    print(f"{'dataset':<{width}}  " + "  ".join(f"{m:>{cell}}" for m in measures))
     for ds, values in results.items():
-        print(f"{ds:<{width}}  " + "  ".join(f"{values[m]:>9.4f}" for m in measures))
+        texts = [f"{values[m]:.4f}" + (f" ± {std[ds][m]:.4f}" if m in std.get(ds, {}) else "") for m in measures]
+        print(f"{ds:<{width}}  " + "  ".join(f"{t:>{cell}}" for t in texts))
+    if std:
+        print(f"mean ± std over {payload['seeds']['n']} training seeds {payload['seeds']['train_seeds']}")
     print(f"run directory: {payload['run_dir']}")
 
 
@@ -145,9 +191,13 @@ def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
     from harness.pipeline import run_recipe
     from harness.recipe import load_recipe
 
-    loaded = load_recipe(recipe_spec, args.overrides)
     runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
-    payload = run_recipe(loaded, runs_dir, force=args.force)
+    if args.seeds > 1:
+        from harness.seeds import run_seeds
+
+        payload = run_seeds(recipe_spec, args.overrides, runs_dir, args.seeds, force=args.force)
+    else:
+        payload = run_recipe(load_recipe(recipe_spec, args.overrides), runs_dir, force=args.force)
     if args.json:
         sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
     else:
@@ -179,7 +229,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     from harness.suite import run_suite
 
     runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
-    out = run_suite(args.folder, runs_dir, args.overrides, args.only, force=args.force)
+    out = run_suite(args.folder, runs_dir, args.overrides, args.only, force=args.force, seeds=args.seeds)
     if args.json:
         sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
     else:
@@ -228,7 +278,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
     from harness.report.tables import build_table
 
     table = build_table(load_runs(args.runs), baseline=args.baseline, measures=args.measures,
-                        datasets=args.datasets, alpha=args.alpha)
+                        datasets=args.datasets, alpha=args.alpha, ci=args.ci)
     text = table.render(args.format)
     if args.out:
         from harness.report.files import atomic_write_text
@@ -238,6 +288,25 @@ def _cmd_table(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.report.compare import compare_runs
+    from harness.report.results import load_runs
+
+    (a,), (b,) = _one_run(args.run_a, "RUN_A"), _one_run(args.run_b, "RUN_B")
+    report = compare_runs(a, b, measures=args.measures, datasets=args.datasets, alpha=args.alpha)
+    sys.stdout.write(report.to_json() + "\n" if args.json else report.text())
+    return 1 if args.fail_if_worse and report.a_worse else 0
+
+
+def _one_run(path: str, what: str):
+    from harness.report.results import ReportInputError, load_runs
+
+    runs = load_runs([path])
+    if len(runs) != 1:
+        raise ReportInputError(f"{what}: {path} holds {len(runs)} runs; give one run directory")
+    return runs
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -302,6 +371,8 @@ def main(argv: "list[str] | None" = None) -> int:
             return _cmd_table(args)
         if args.command == "check":
             return _cmd_check(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
         if args.command == "recipes":

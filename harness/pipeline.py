@@ -210,13 +210,16 @@ def build_answer_key(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) 
 # ---- the run ---------------------------------------------------------------------------------------
 
 def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
-               cache: "dict | None" = None) -> dict[str, Any]:
+               cache: "dict | None" = None, run_name: "str | None" = None) -> dict[str, Any]:
     """Run one recipe. ``cache`` (content-keyed: loaded teachers, students, groups) may be shared by the
-    recipes of a suite, so a model is loaded, and a passage encoded by the teacher, once per process."""
+    recipes of a suite, so a model is loaded, and a passage encoded by the teacher, once per process.
+    ``run_name`` is the run directory under ``runs_dir`` (default: the recipe's name; one training seed of
+    a multi-seed run is ``<name>/seed-<k>``)."""
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     recipe = loaded.recipe
-    run_dir = Path(runs_dir) / loaded.name
+    run_name = run_name or loaded.name
+    run_dir = Path(runs_dir) / run_name
     store = Store(Path(runs_dir), force=force)
     ctx = RunContext(loaded, store, run_dir, cache=cache if cache is not None else {})
     log.info("recipe %s (%s, hash %s) -> %s", loaded.name, loaded.path, loaded.hash[:12], run_dir)
@@ -231,13 +234,13 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
     measures = list(recipe.eval.measures)
     for ds in datasets:
         key, produce = METHODS[recipe.method](ctx, ds)
-        retrieve = store.stage(f"retrieve-{ds.slug}", {"method": recipe.method, **key}, scope=loaded.name)
+        retrieve = store.stage(f"retrieve-{ds.slug}", {"method": recipe.method, **key}, scope=run_name)
         with retrieve.ensure() as out:
             if out is not None:
                 retrieve.info.update(produce(out) or {})
         evaluation = store.stage(f"eval-{ds.slug}", {
             "run": retrieve.hash, "topics": ds.topics_fingerprint(), "measures": measures,
-            "ir_measures": package_versions().get("ir-measures")}, scope=loaded.name)
+            "ir_measures": package_versions().get("ir-measures")}, scope=run_name)
         with evaluation.ensure() as out:
             if out is not None:
                 aggregate, per_query = evaluate(read_trec(retrieve.dir / "run.trec"), ds.qrels, measures)
@@ -274,6 +277,7 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
     payload = {
         "recipe": loaded.name, "recipe_file": str(loaded.path), "recipe_hash": loaded.hash,
         "method": recipe.method, "description": recipe.description, "run_dir": str(run_dir),
+        "train_seed": recipe.train.seed,
         "results": results, "queries": n_queries, "files": files, "seconds": round(seconds, 3),
         "compute_seconds": round(sum(stage_seconds.values()), 3), "stage_seconds": stage_seconds,
         "warnings": ctx.warnings, "figures": figures,

@@ -66,19 +66,25 @@ def suite_recipes(folder: "str | Path", overrides=(), only: "str | None" = None)
     return sorted(loaded, key=lambda x: (rank(x), x.name))
 
 
-def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = False) -> dict[str, Any]:
+def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = False, seeds: int = 1) -> dict[str, Any]:
+    """Run every recipe of ``folder``; ``seeds`` > 1 trains each student that many times (see harness.seeds)."""
     from harness.pipeline import run_recipe
+    from harness.seeds import run_seeds
 
     recipes = suite_recipes(folder, overrides, only)
     log.info("suite %s: %d recipes: %s", folder, len(recipes), ", ".join(r.name for r in recipes))
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"suite": str(folder), "overrides": list(overrides), "recipes": {}, "failed": {}}
+    out: dict[str, Any] = {"suite": str(folder), "overrides": list(overrides), "seeds": seeds, "recipes": {},
+                           "failed": {}}
     cache: dict = {}  # content-keyed: teachers, students, groups loaded once for the whole suite
     payloads: list[dict[str, Any]] = []
     for loaded in recipes:
         t1 = time.perf_counter()
         try:
-            payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
+            if seeds > 1:
+                payload = run_seeds(str(loaded.path), overrides, runs_dir, seeds, force=force, cache=cache)
+            else:
+                payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
             out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
                                            "compute_seconds": payload["compute_seconds"],
                                            "results": payload["results"]}

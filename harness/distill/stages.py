@@ -107,6 +107,16 @@ def self_teacher_stage(ctx: RunContext) -> Stage:
     return student_stage(self_teacher_context(ctx))
 
 
+def training_seed(recipe) -> int:
+    """The seed of everything a training run draws: the recipe's ``seed`` when ``train.seed`` is 0 (so a
+    recipe run before training seeds existed trains the same student), else a number derived from both."""
+    if recipe.train.seed == 0:
+        return recipe.seed
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{recipe.seed}:{recipe.train.seed}".encode()).digest()[:4], "big")
+
+
 def _init_from_teacher(ctx: RunContext) -> bool:
     d = ctx.recipe.distill
     return d.variant == "self" and d.self.init_from_teacher
@@ -123,10 +133,12 @@ def student_stage(ctx: RunContext) -> Stage:
         identity["backbone"] = f"self-teacher:{self_teacher_stage(ctx).hash}"
     key: dict[str, Any] = {"student": identity, "variant": r.distill.variant,
                            "calibration": train.corpus_fingerprint(), "seed": r.seed}
+    if r.train.seed:  # (absent when 0, so students trained before training seeds existed keep their hash)
+        key["train_seed"] = r.train.seed
     targets = None
     if r.distill.variant != "none":
         targets, target_key = _targets(ctx)
-        train_cfg = {k: v for k, v in vars(r.train).items() if k != "checkpoint_every"}
+        train_cfg = {k: v for k, v in vars(r.train).items() if k not in ("checkpoint_every", "seed")}
         key.update(groups=groups_stage(ctx).hash, targets=target_key, distill=vars(r.distill), train=train_cfg,
                    flops={k: v for k, v in vars(r.student.splade).items() if k in ("lambda_q", "lambda_d", "flops_ramp")}
                    if r.student.family == "splade" else None)
@@ -150,7 +162,8 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     train = train_dataset(ctx)
     fields = r.data.doc_fields
     docs = train.doc_store()
-    torch.manual_seed(r.seed)
+    seed = training_seed(r)
+    torch.manual_seed(seed)
     calibration = [d.contents(fields) for _, d in zip(range(64), train.docs())]
     backbone = (self_teacher_stage(ctx).dir / "model" if _init_from_teacher(ctx)
                 else resolve_model(r.student.model, "student.model"))
@@ -165,11 +178,11 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
         if r.distill.variant == "multitask":
             from harness.distill.multitask import MultitaskAux
 
-            extra = MultitaskAux(student, r.distill.multitask, doc_text, r.seed)
+            extra = MultitaskAux(student, r.distill.multitask, doc_text, seed)
             objective.add_module("aux", extra)  # its MLM head trains with the student
         if r.distill.variant == "online" and r.distill.online.remine_every:
             refresh = _remine_hook(ctx, train, doc_text)
-        info.update(train_student(student, examples, train.queries, doc_text, targets, objective, r.train, r.seed,
+        info.update(train_student(student, examples, train.queries, doc_text, targets, objective, r.train, seed,
                                   out, scratch, extra_step=extra, refresh=refresh))
         if hasattr(targets, "teacher") and hasattr(targets.teacher, "calls"):
             info["teacher_calls"] = targets.teacher.calls
@@ -193,7 +206,7 @@ def _remine_hook(ctx: RunContext, train: Dataset, doc_text):
         log.info("online: re-mining negatives with the student at step %d", step)
         top = student_top_k(student, [d.doc_id for d in docs], [doc_text(d.doc_id) for d in docs],
                             {q: train.queries[q] for q in {q for q, _ in examples}}, cfg.remine_depth)
-        return remine_examples(examples, top, positives, ctx.recipe.seed, step)
+        return remine_examples(examples, top, positives, training_seed(ctx.recipe), step)
 
     return refresh
 

@@ -92,6 +92,11 @@ class TrainSection:
     dev_max_queries: int = param(1000, doc="At most this many dev queries (MS MARCO's 10% would be 50k).",
                                  check=positive)
     max_steps: int = param(0, doc="Stop after this many optimiser steps (0 = no cap).", check=non_negative)
+    seed: int = param(
+        0, doc="The training seed: initialisation of new heads, data order, dropout and what the training step "
+               "samples (multi-task masks, online re-mining). 0 = the recipe's `seed`; `--seeds N` trains "
+               "train.seed .. train.seed + N - 1. Negative pools, the answer key and the dev split follow the "
+               "recipe's `seed` and are shared by every training seed.", check=non_negative)
     batch_queries: int = param(8, doc="Training examples (queries with their group) per step.", check=positive)
     lr: float = param(2e-5, doc="Peak learning rate (AdamW; linear warm-up, then linear decay).", check=positive)
     warmup: float = param(0.1, doc="Fraction of the steps spent warming up.", check=between(0.0, 1.0))

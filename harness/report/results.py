@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -60,6 +61,16 @@ class RunResult:
     def results(self) -> dict[str, dict[str, float]]:
         return self.payload.get("results", {})
 
+    def std(self, dataset: str, measure: str) -> "float | None":
+        """The standard deviation over training seeds of a multi-seed run's cell (None for a single run)."""
+        v = (self.payload.get("std") or {}).get(dataset, {}).get(measure)
+        return float(v) if isinstance(v, (int, float)) else None
+
+    @property
+    def n_seeds(self) -> int:
+        """How many training seeds the results average (1 for a single run)."""
+        return int((self.payload.get("seeds") or {}).get("n", 1))
+
     @property
     def datasets(self) -> list[str]:
         return list(self.results)
@@ -80,7 +91,9 @@ class RunResult:
             return None
         p = Path(path)
         old_run_dir = Path(self.payload.get("run_dir") or self.dir)
-        for old_root, new_root in ((old_run_dir, self.dir), (old_run_dir.parent, self.dir.parent)):
+        # the run itself, its runs root (_shared), and the root above a seed run (<root>/<name>/seed-<k>)
+        for old_root, new_root in ((old_run_dir, self.dir), (old_run_dir.parent, self.dir.parent),
+                                   (old_run_dir.parent.parent, self.dir.parent.parent)):
             try:
                 candidate = new_root / p.relative_to(old_root)
             except ValueError:
@@ -257,7 +270,12 @@ def load_runs(paths: Iterable["str | Path"]) -> list[RunResult]:
         counts[r.recipe] = counts.get(r.recipe, 0) + 1
     used: set[str] = set()
     for r in runs:
-        label = r.recipe if counts[r.recipe] == 1 else f"{r.recipe}@{r.dir.parent.name}"
+        if counts[r.recipe] == 1:
+            label = r.recipe
+        elif re.fullmatch(r"seed-\d+", r.dir.name):  # one training seed of a multi-seed run
+            label = f"{r.recipe}/{r.dir.name}"
+        else:
+            label = f"{r.recipe}@{r.dir.parent.name}"
         base, i = label, 2
         while label in used:
             label, i = f"{base}#{i}", i + 1

@@ -13,6 +13,7 @@ fewer than two paired queries, or no per-query file, give no test (NaN, never ma
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +39,68 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
         return math.copysign(math.inf, float(d.mean())), 0.0  # (what scipy gives, without its precision warning)
     res = stats.ttest_rel(x, y)
     return float(res.statistic), float(res.pvalue)
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 10000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``values`` (per-query scores), resampling
+    queries with replacement (``scipy.stats.bootstrap``, seeded: the same values give the same interval).
+    A single value, or values that are all equal, give the degenerate interval (v, v)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan
+    if x.size == 1 or np.ptp(x) == 0:
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@dataclass
+class PairedComparison:
+    """A against B over the queries both evaluated: what ``harness compare`` prints."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    delta: float  # mean of a - b
+    t: float
+    p: float
+    effect_size: float  # Cohen's d_z: mean difference / standard deviation of the differences
+    ci_low: float  # confidence interval of the mean difference (t distribution)
+    ci_high: float
+    alpha: float
+
+    @property
+    def verdict(self) -> str:
+        """"A better", "B better" or "indistinguishable" (two-sided paired t-test at ``alpha``)."""
+        if math.isnan(self.p) or self.p >= self.alpha or self.delta == 0:
+            return "indistinguishable"
+        return "A better" if self.delta > 0 else "B better"
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float], alpha: float = DEFAULT_ALPHA) -> PairedComparison:
+    """Paired t-test of ``a`` against ``b`` (same query order), effect size and the (1 - alpha) confidence
+    interval of the mean difference, mean ± t(1 - alpha/2, n - 1) · sd / sqrt(n)."""
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    t, p = paired_ttest(x, y)
+    d = x - y
+    n = int(d.size)
+    mean = float(d.mean()) if n else math.nan
+    sd = float(d.std(ddof=1)) if n > 1 else math.nan
+    if n > 1 and sd > 0:
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+        effect = mean / sd
+    else:  # no spread: the difference is the same on every query (or there is one query)
+        half = 0.0 if n > 1 else math.nan
+        effect = 0.0 if mean == 0 else math.copysign(math.inf, mean) if n > 1 else math.nan
+    return PairedComparison(n=n, mean_a=float(x.mean()) if n else math.nan, mean_b=float(y.mean()) if n else math.nan,
+                            delta=mean, t=t, p=p, effect_size=effect, ci_low=mean - half, ci_high=mean + half,
+                            alpha=alpha)
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -87,7 +87,9 @@ class Cell:
     delta: "float | None" = None
     p_holm: "float | None" = None
     significant: bool = False
-    text: str = "–"  # the value as shown, without the difference and marks
+    text: str = "–"  # the value as shown (± std over seeds, [bootstrap CI]), without the difference and marks
+    std: "float | None" = None  # over training seeds (multi-seed runs)
+    ci: "tuple[float, float] | None" = None  # bootstrap 95% CI of the mean over queries (--ci)
 
 
 @dataclass
@@ -110,6 +112,11 @@ class Table:
     frame: Any = None
     efficiency: Any = None
     columns: list[Column] = field(default_factory=list)
+    ci: bool = False  # show a bootstrap 95% confidence interval in every effectiveness cell
+
+    @property
+    def seeded(self) -> bool:
+        return any(r.n_seeds > 1 for r in self.runs)
 
     # ---- the grid every format renders -----------------------------------------------------------
 
@@ -121,7 +128,13 @@ class Table:
                 if v is None:
                     out.append(Cell(None))
                     continue
-                cell = Cell(float(v), text=fmt_value(float(v)))
+                cell = Cell(float(v), text=fmt_value(float(v)), std=run.std(col.dataset, col.name))
+                if cell.std is not None:
+                    cell.text += f" ± {fmt_value(cell.std)}"
+                if self.ci:
+                    cell.ci = self._ci(run, col.dataset, col.name)
+                    if cell.ci is not None:
+                        cell.text += f" [{fmt_value(cell.ci[0])}, {fmt_value(cell.ci[1])}]"
                 if run is not self.baseline:
                     hit = self._comparison(run.label, col.dataset, col.name)
                     if hit is not None and not _missing(hit["delta"]):
@@ -133,6 +146,15 @@ class Table:
                 v = self.efficiency.loc[run.label, (col.dataset, col.name)]
                 out.append(Cell(None) if _missing(v) else Cell(float(v), text=FORMATTERS[col.name](float(v))))
         return out
+
+    def _ci(self, run: RunResult, dataset: str, measure: str) -> "tuple[float, float] | None":
+        from harness.report.significance import bootstrap_ci
+
+        per_query = run.per_query(dataset)
+        if not per_query:
+            return None
+        values = [v[measure] for v in per_query.values() if measure in v]
+        return bootstrap_ci(values) if values else None
 
     def _comparison(self, label: str, dataset: str, measure: str) -> "dict | None":
         c = self.comparisons
@@ -164,6 +186,12 @@ class Table:
             ds = self.datasets[0]
             n = self.baseline.payload.get("queries", {}).get(ds)
             lines.append(f"Dataset: {ds}" + (f" ({n} queries)." if n else "."))
+        if self.seeded:
+            lines.append("Runs trained with several seeds (n beside the recipe): mean ± sample standard deviation "
+                         "over the seeds; their per-query values, averaged over the seeds, feed the tests.")
+        if self.ci:
+            lines.append("[low, high]: 95% percentile bootstrap confidence interval of the mean over queries "
+                         "(10,000 resamples of the queries).")
         eff = [(h, d) for f, h, _, d in EFFICIENCY_COLUMNS if any(c.name == f for c in self.columns)]
         if eff:
             lines.append("Efficiency: " + "; ".join(f"{h}: {d}" for h, d in eff) + ". –: not measured.")
@@ -177,7 +205,8 @@ class Table:
         return {"md": self.to_markdown, "csv": self.to_csv, "html": self.to_html, "latex": self.to_latex}[fmt]()
 
     def _label(self, run: RunResult) -> str:
-        return run.label + (" (baseline)" if run is self.baseline else "")
+        return run.label + (f" (n={run.n_seeds})" if run.n_seeds > 1 else "") + \
+            (" (baseline)" if run is self.baseline else "")
 
     def to_markdown(self) -> str:
         head = ["recipe"] + [c.header for c in self.columns]
@@ -201,19 +230,26 @@ class Table:
         import csv
         import io
 
-        header = ["recipe", "method", "baseline"]
+        seeded = self.seeded
+        header = ["recipe", "method", "baseline"] + (["seeds"] if seeded else [])
         for c in self.columns:
             header.append(c.key)
             if c.effectiveness:
+                header += ([f"{c.key}:std"] if seeded else []) + ([f"{c.key}:ci_low", f"{c.key}:ci_high"]
+                                                                   if self.ci else [])
                 header += [f"{c.key}:delta", f"{c.key}:p_holm", f"{c.key}:significant"]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
         for run in self.rows:
-            row: list[Any] = [run.label, run.method, run is self.baseline]
+            row: list[Any] = [run.label, run.method, run is self.baseline] + ([run.n_seeds] if seeded else [])
             for c, cell in zip(self.columns, self.cells(run)):
                 row.append("" if cell.value is None else _num(cell.value))
                 if c.effectiveness:
+                    if seeded:
+                        row.append("" if cell.std is None else _num(cell.std))
+                    if self.ci:
+                        row += ["", ""] if cell.ci is None else [_num(cell.ci[0]), _num(cell.ci[1])]
                     row += ["" if cell.delta is None else _num(cell.delta),
                             "" if cell.p_holm is None else f"{cell.p_holm:.6g}",
                             cell.significant if cell.delta is not None else ""]
@@ -332,7 +368,7 @@ def pick_baseline(runs: list[RunResult], name: "str | None") -> RunResult:
 
 
 def build_table(runs: list[RunResult], baseline: "str | None" = None, measures: "list[str] | None" = None,
-                datasets: "list[str] | None" = None, alpha: float = DEFAULT_ALPHA) -> Table:
+                datasets: "list[str] | None" = None, alpha: float = DEFAULT_ALPHA, ci: bool = False) -> Table:
     import pandas as pd
 
     base = pick_baseline(runs, baseline)
@@ -382,4 +418,4 @@ def build_table(runs: list[RunResult], baseline: "str | None" = None, measures: 
                                   header=headers[f] if single or not ds else f"{ds} {headers[f]}",
                                   dataset=ds, name=f, effectiveness=False))
     return Table(runs=ordered, baseline=base, datasets=all_datasets, measures=all_measures, alpha=alpha,
-                 comparisons=comparisons, frame=frame, efficiency=efficiency, columns=columns)
+                 comparisons=comparisons, frame=frame, efficiency=efficiency, columns=columns, ci=ci)
