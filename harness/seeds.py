@@ -127,8 +127,10 @@ def run_seeds(spec: str, overrides: Sequence[str], runs_dir: Path, n: int, force
         payloads.append(run_recipe(lk, runs_dir, force=force, cache=cache, run_name=seed_run_name(base.name, k)))
     run_dir = Path(runs_dir) / base.name
     out = aggregate(payloads, run_dir, base.name)
+    first = _first_manifest(payloads[0])
     manifest = {"recipe": base.name, "recipe_file": str(base.path), "overrides": list(base.overrides),
-                "seeds": out["seeds"], "stages": _first_manifest(payloads[0]).get("stages", [])}
+                "config": first.get("config"), "seeds": out["seeds"], "stages": first.get("stages", []),
+                "finished": max(str(_first_manifest(p).get("finished", "")) for p in payloads)}
     atomic_write_json(run_dir / "manifest.json", manifest)
     atomic_write_json(run_dir / "results.json", out)
     for ds, values in out["results"].items():

@@ -1,5 +1,6 @@
-"""The leaderboard page in a real browser: headless Chromium renders index.html, the table is there, the
-plots load, clicking a header sorts the table, and the page fetches nothing from the network.
+"""The leaderboard page in a real browser: headless Chromium renders index.html, its tables are there (the
+dataset's, the efficiency one, a family's matrix of variants), the plots load, clicking a header sorts a
+table, and the page fetches nothing from the network.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``; or HARNESS_CHROMIUM=/path/to/chrome) and the
 PyPI package ``playwright`` (the ``test`` extra), which drives that binary: ``playwright install`` is never
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from _report_fakes import TOY, make_fake_runs
+from _report_fakes import TOY, make_dense_variants, make_fake_runs
 
 from harness.report.leaderboard import build_leaderboard
 from harness.report.results import load_runs
@@ -50,15 +51,17 @@ def page(tmp_path):
             context.close()
 
 
-def _column(page, index: int) -> list[str]:
+def _column(page, index: int, section: str = "dataset") -> list[str]:
     return page.eval_on_selector_all(
-        "table.harness-table tbody tr",
+        f"section.{section} table.harness-table tbody tr",
         f"rows => rows.map(r => (r.cells[{index}].getAttribute('data-sort') || ''))")
 
 
 def test_leaderboard_page_renders_and_sorts(page, tmp_path):
     out = tmp_path / "leaderboards" / "toy"
-    build_leaderboard(load_runs([make_fake_runs(tmp_path / "runs")]), "toy", out, datasets=[TOY])
+    runs = make_fake_runs(tmp_path / "runs")
+    make_dense_variants(runs)
+    build_leaderboard(load_runs([runs]), "toy", out, datasets=[TOY])
     requests, errors = [], []
     page.on("request", lambda req: requests.append(req.url))
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -71,30 +74,35 @@ def test_leaderboard_page_renders_and_sorts(page, tmp_path):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
     assert page.title() == "Leaderboard: toy"
-    table = page.locator("table.harness-table")
-    assert table.count() == 1 and table.is_visible()
-    headers = [h.strip() for h in page.locator("table.harness-table thead th").all_inner_texts()]
-    assert headers[:3] == ["recipe", "nDCG@10", "R@100"] and "latency p50 (ms)" in headers
-    assert _column(page, 0) == ["bm25-toy", "colbert-toy", "splade-toy"]  # as generated: baseline first
+    for section in ("dataset", "efficiency", "matrices"):
+        table = page.locator(f"section.{section} table.harness-table")
+        assert table.count() == 1 and table.is_visible(), section
+    headers = [h.strip() for h in page.locator("section.dataset table.harness-table thead th").all_inner_texts()]
+    assert headers == ["recipe", "nDCG@10", "R@100"]
+    eff_headers = [h.strip() for h in page.locator("section.efficiency thead th").all_inner_texts()]
+    assert eff_headers[0] == "recipe" and "latency p50 (ms)" in eff_headers and "nDCG@10" not in eff_headers
+    runs_shown = ["bm25-toy", "colbert-toy", "dense-online", "dense-static", "dense-untrained", "splade-toy"]
+    assert _column(page, 0) == runs_shown  # as generated: baseline first
+    assert _column(page, 0, "matrices")[-1] == "untrained" and "†" in page.locator("section.matrices").inner_text()
 
     # the plots are there and decoded (SVG files next to the page)
     sizes = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
     assert len(sizes) == 2 and all(done and width > 0 for done, width in sizes)
 
-    ndcg = page.locator("table.harness-table thead th", has_text="nDCG@10")
+    ndcg = page.locator("section.dataset table.harness-table thead th", has_text="nDCG@10")
     ndcg.click()
     values = [float(v) for v in _column(page, 1)]
     assert values == sorted(values) and ndcg.get_attribute("aria-sort") == "ascending"
     ndcg.click()
     values = [float(v) for v in _column(page, 1)]
     assert values == sorted(values, reverse=True) and ndcg.get_attribute("aria-sort") == "descending"
-    assert _column(page, 0) == ["splade-toy", "colbert-toy", "bm25-toy"]
+    assert _column(page, 0)[:3] == ["dense-online", "dense-static", "splade-toy"]
 
-    latency = headers.index("latency p50 (ms)")
-    page.locator("table.harness-table thead th", has_text="latency p50").click()
-    assert _column(page, latency) == ["12.5", "95", ""]  # unmeasured (BM25) sorts last
-    page.locator("table.harness-table thead th", has_text="recipe").click()
-    assert _column(page, 0) == ["bm25-toy", "colbert-toy", "splade-toy"]
+    latency = eff_headers.index("latency p50 (ms)")
+    page.locator("section.efficiency thead th", has_text="latency p50").click()
+    assert _column(page, latency, "efficiency") == ["12.5", "95", "", "", "", ""]  # unmeasured sorts last
+    page.locator("section.dataset thead th", has_text="recipe").click()
+    assert _column(page, 0) == runs_shown
     page.screenshot(path=str(tmp_path / "leaderboard-sorted.png"), full_page=True)
 
     assert not errors, errors

@@ -27,6 +27,7 @@ from conftest import REPO, run_cli
 from harness.report.gate import (FAIL, NOEXPECT, OK, OKISH, SKIP, check_run, parse_expect_file, run_gate)
 from harness.report.results import ReportInputError, find_run_dirs, load_runs
 from harness.report.significance import compare, holm, paired_ttest
+from harness.report.leaderboard import build_leaderboard
 from harness.report.tables import build_table
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -245,17 +246,53 @@ def test_leaderboard_files(fake_root, tmp_path):
     assert r.returncode == 0, r.stderr
     readme = (out / "README.md").read_text()
     assert readme.startswith("# Leaderboard: toy")
-    assert (GOLDEN / "table-single.md").read_text().strip() in readme
+    # per dataset, the effectiveness table alone; the efficiency figures in a table of their own
+    section = readme.split(f"## {TOY}\n", 1)[1].split("\n## ", 1)[0]
+    assert section.lstrip().startswith("| recipe | nDCG@10 | R@100 |\n")
+    assert "training time" not in section and "latency" not in section
+    assert "| splade-toy | **0.4133** (+0.0300)† | 0.6208 (+0.0000) |" in section  # as in the golden table
+    efficiency = readme.split("## Efficiency\n", 1)[1].split("\n## ", 1)[0]
+    assert efficiency.lstrip().startswith("| recipe | training time | teacher pairs | index size | terms/doc | "
+                                          "latency p50 (ms) |") and "nDCG@10" not in efficiency.split("\n\n")[1]
     assert "![training loss](training-loss.svg)" in readme
     # each fake run: a shared 2 s stage and its own 1 s one; the three from an empty cache: 2 + 3 × 1 s
     assert "| compute time |" in readme and "| 3.0 s |" in readme and "each stage built once: 5.0 s." in readme
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
     assert [row["recipe"] for row in rows] == ["bm25-toy", "colbert-toy", "splade-toy"]
     page = (out / "index.html").read_text()
-    assert '<table class="harness-table">' in page and "<script>" in page
+    assert page.count('<table class="harness-table">') == 2 and "<script>" in page  # toy/test, efficiency
     assert "http://" not in page and "https://" not in page  # offline: nothing fetched from anywhere
     for name in ("efficiency-toy-test.svg", "training-loss.svg"):
         assert f'src="{name}"' in page and (out / name).is_file()
+
+
+def test_variant_matrix_tells_apart_what_differs_and_groups_what_does_not(tmp_path):
+    from _report_fakes import make_dense_variants
+    from harness.report.matrix import family_matrices
+
+    runs = load_runs([make_dense_variants(tmp_path / "runs")])
+    (m,) = family_matrices(runs, [TOY], "nDCG@10")
+    assert m.family == "dense" and m.names[-1] == "untrained" and set(m.names[:2]) == {"static", "online"}
+    i, j, u = m.names.index("static"), m.names.index("online"), m.names.index("untrained")
+    assert not m.significant(i, j) and m.significant(i, u) and m.significant(j, u)
+    assert m.delta[i][u] == pytest.approx(0.0995, abs=1e-4) and m.delta[u][i] == pytest.approx(-m.delta[i][u])
+    # Holm over the three pairs, by hand from the raw paired t-tests
+    from harness.report.significance import holm, paired_ttest
+
+    vals = {r.label.split("-")[1]: [v["nDCG@10"] for _, v in sorted(r.per_query(TOY).items())] for r in runs}
+    raw = [paired_ttest(vals["static"], vals["online"])[1], paired_ttest(vals["static"], vals["untrained"])[1],
+           paired_ttest(vals["online"], vals["untrained"])[1]]
+    expected = holm(raw)
+    assert [m.p_holm[i][j], m.p_holm[i][u], m.p_holm[j][u]] == pytest.approx(list(expected))
+    assert m.groups() == [m.names[:2]]
+    assert "Cannot be told apart: {" in m.legend() and "told apart from their neighbours: untrained" in m.legend()
+    md = m.to_markdown()
+    assert md.startswith("| row − column | mean |") and "†" in md
+    # the leaderboard shows the matrix
+    out = tmp_path / "lb"
+    build_leaderboard(runs, "toy", out)
+    readme = (out / "README.md").read_text()
+    assert "## Can the variants be told apart?" in readme and f"### dense: {TOY} nDCG@10" in readme
 
 
 WRITER = r"""

@@ -1,10 +1,13 @@
 """Leaderboards: ``leaderboards/<suite>/`` built by one command from the runs' own result files.
 
     leaderboards/<suite>/
-      README.md                  the comparison table (Markdown, with its legend), the plots, the runs
-      results.csv                the same table as plain numbers (value, delta, Holm p, mark per cell)
-      index.html                 one self-contained page: the table, sortable by clicking any header
-                                 (plain JavaScript inline, no CDN: it works offline), and the plots
+      README.md                  per dataset: the effectiveness table (mean ± std over seeds, difference from
+                                 the baseline, significance marks); the efficiency table; per student family,
+                                 the matrix of its variants tested pairwise (Holm) and the groups that cannot
+                                 be told apart; the plots; the runs
+      results.csv                every figure in one wide table, plain numbers (value, std, delta, Holm p, mark)
+      index.html                 one self-contained page with the same sections, every table sortable by
+                                 clicking any header (plain JavaScript inline, no CDN: it works offline)
       efficiency-<dataset>.png/.svg, training-loss.png/.svg
 
 Inputs are result files only (``runs/<recipe>/results.json`` and the files they name), one per run, so
@@ -17,10 +20,12 @@ shown is the latest run's finishing time, so a rebuild from the same runs gives 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.artifacts.store import cold_cache_seconds
 from harness.report.files import atomic_write_text
+from harness.report.matrix import Matrix, family_matrices
 from harness.report.plots import plots_for_runs
 from harness.report.results import RunResult
 from harness.report.tables import Table, build_table, fmt_seconds
@@ -126,13 +131,35 @@ def _built_at(runs: list[RunResult]) -> str:
     return max((r.finished for r in runs if r.finished), default="")
 
 
-def _readme(suite: str, table: Table, plots: dict[str, list[Path]], runs: list[RunResult], command: str) -> str:
+@dataclass
+class Sections:
+    """What a leaderboard shows, in order: one effectiveness table per dataset, the efficiency table, the
+    matrices of each family's variants, the plots and the runs."""
+
+    full: Table  # the wide all-in-one table (results.csv)
+    per_dataset: list[tuple[str, Table]]
+    efficiency: Table
+    matrices: list[Matrix]
+    plots: dict[str, list[Path]]
+
+
+def _readme(suite: str, sec: Sections, runs: list[RunResult], command: str) -> str:
+    table = sec.full
     out = [f"# Leaderboard: {suite}", ""]
     built = _built_at(runs)
     out += [f"{len(runs)} runs" + (f", the latest finished {built}" if built else "") +
-            f". Built from the runs' result files by `{command}`; open `index.html` for a sortable table.", ""]
-    out += [table.to_markdown().rstrip("\n"), ""]
-    for name, files in plots.items():
+            f". Built from the runs' result files by `{command}`; open `index.html` for sortable tables, "
+            "`results.csv` has every figure in one wide table.", ""]
+    for ds, t in sec.per_dataset:
+        out += [f"## {ds}", "", t.to_markdown().rstrip("\n"), ""]
+    if sec.efficiency.columns:
+        out += ["## Efficiency", "", sec.efficiency.to_markdown().rstrip("\n"), ""]
+    if sec.matrices:
+        out += ["## Can the variants be told apart?", "",
+                "Within each student family, every variant against every other (row minus column).", ""]
+        for m in sec.matrices:
+            out += [f"### {m.title()}", "", m.to_markdown().rstrip("\n"), ""]
+    for name, files in sec.plots.items():
         svg = next((p for p in files if p.suffix == ".svg"), files[0])
         out += [f"## {name[0].upper()}{name[1:]}", "", f"![{name}]({svg.name})", ""]
     out += ["## Runs", "", "| recipe | method | description | recipe file | overrides | compute time |",
@@ -150,19 +177,30 @@ def _readme(suite: str, table: Table, plots: dict[str, list[Path]], runs: list[R
     return "\n".join(out) + "\n"
 
 
-def _page(suite: str, table: Table, plots: dict[str, list[Path]], runs: list[RunResult], command: str) -> str:
+def _page(suite: str, sec: Sections, runs: list[RunResult], command: str) -> str:
     e = html.escape
+    table = sec.full
     built = _built_at(runs)
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>Leaderboard: {e(suite)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
            f"<h1>Leaderboard: {e(suite)}</h1>",
            f"<p>{len(runs)} runs" + (f", the latest finished {e(built)}" if built else "") +
-           f". Built from the runs' result files by <code>{e(command)}</code>. Click a column header to sort.</p>",
-           table.to_html().rstrip("\n")]
-    if plots:
+           f". Built from the runs' result files by <code>{e(command)}</code>. Click a column header to sort.</p>"]
+    for ds, t in sec.per_dataset:
+        out += ['<section class="dataset">', f"<h2>{e(ds)}</h2>", t.to_html().rstrip("\n"), "</section>"]
+    if sec.efficiency.columns:
+        out += ['<section class="efficiency">', "<h2>Efficiency</h2>", sec.efficiency.to_html().rstrip("\n"),
+                "</section>"]
+    if sec.matrices:
+        out += ['<section class="matrices">', "<h2>Can the variants be told apart?</h2>",
+                "<p>Within each student family, every variant against every other (row minus column).</p>"]
+        for m in sec.matrices:
+            out += [f"<h3>{e(m.title())}</h3>", m.to_html().rstrip("\n")]
+        out.append("</section>")
+    if sec.plots:
         out.append("<h2>Plots</h2>")
-        for name, files in plots.items():
+        for name, files in sec.plots.items():
             svg = next((p for p in files if p.suffix == ".svg"), files[0])
             png = next((p for p in files if p.suffix == ".png"), files[0])
             out.append(f'<figure><a href="{e(png.name)}"><img src="{e(svg.name)}" alt="{e(name)}"></a>'
@@ -187,15 +225,21 @@ def build_leaderboard(runs: list[RunResult], suite: str, out_dir: Path, baseline
     out_dir = Path(out_dir)
     table = build_table(runs, baseline=baseline, measures=measures, datasets=datasets, alpha=alpha)
     plots = plots_for_runs(table.rows, out_dir, measure=plot_measure, datasets=table.datasets)
+    per_dataset = [(ds, build_table(runs, baseline=table.baseline.label, measures=[
+        m for m in table.measures if any(m in r.results.get(ds, {}) for r in runs)], datasets=[ds],
+        alpha=alpha).part(effectiveness=True)) for ds in table.datasets]
+    primary = plot_measure if plot_measure in table.measures else table.measures[0]
+    sec = Sections(full=table, per_dataset=per_dataset, efficiency=table.part(effectiveness=False),
+                   matrices=family_matrices(table.rows, table.datasets, primary, alpha), plots=plots)
     command = f"harness leaderboard RUNS --suite {suite} --baseline {table.baseline.label}"
     if measures:
         command += " --measures " + " ".join(measures)
     if datasets:
         command += " --datasets " + " ".join(datasets)
     written = {
-        "README.md": atomic_write_text(out_dir / "README.md", _readme(suite, table, plots, table.rows, command)),
+        "README.md": atomic_write_text(out_dir / "README.md", _readme(suite, sec, table.rows, command)),
         "results.csv": atomic_write_text(out_dir / "results.csv", table.to_csv()),
-        "index.html": atomic_write_text(out_dir / "index.html", _page(suite, table, plots, table.rows, command)),
+        "index.html": atomic_write_text(out_dir / "index.html", _page(suite, sec, table.rows, command)),
     }
     for files in plots.values():
         for p in files:

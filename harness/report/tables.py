@@ -114,6 +114,18 @@ class Table:
     columns: list[Column] = field(default_factory=list)
     ci: bool = False  # show a bootstrap 95% confidence interval in every effectiveness cell
 
+    def part(self, effectiveness: bool) -> "Table":
+        """The same table with only its effectiveness columns (True) or only its efficiency columns (False)."""
+        import copy
+
+        out = copy.copy(self)
+        out.columns = [c for c in self.columns if c.effectiveness == effectiveness]
+        return out
+
+    @property
+    def has_effectiveness(self) -> bool:
+        return any(c.effectiveness for c in self.columns)
+
     @property
     def seeded(self) -> bool:
         return any(r.n_seeds > 1 for r in self.runs)
@@ -171,7 +183,9 @@ class Table:
 
     def legend_lines(self) -> list[str]:
         """The legend as plain sentences (each renderer marks up the recipe name itself)."""
-        if len(self.rows) == 1:
+        if not self.has_effectiveness:
+            lines = []
+        elif len(self.rows) == 1:
             lines = [f"Baseline: {self.baseline.label} (the only run: nothing to compare)."]
         else:
             lines = [f"Baseline: {self.baseline.label}. Other cells: value (difference from the baseline); "
@@ -179,17 +193,17 @@ class Table:
                      f"per-query values, Holm-corrected across the {self.n_tests} comparisons in this table."]
         untested = int((self.comparisons["delta"].notna() & self.comparisons["p"].isna()).sum()) \
             if len(self.comparisons) else 0
-        if untested:
+        if untested and self.has_effectiveness:
             lines.append(f"{untested} differences were not tested (no per-query values for one side, or fewer "
                          "than two queries in common); they are never marked.")
         if len(self.datasets) == 1:
             ds = self.datasets[0]
             n = self.baseline.payload.get("queries", {}).get(ds)
             lines.append(f"Dataset: {ds}" + (f" ({n} queries)." if n else "."))
-        if self.seeded:
+        if self.seeded and self.has_effectiveness:
             lines.append("Runs trained with several seeds (n beside the recipe): mean ± sample standard deviation "
                          "over the seeds; their per-query values, averaged over the seeds, feed the tests.")
-        if self.ci:
+        if self.ci and self.has_effectiveness:
             lines.append("[low, high]: 95% percentile bootstrap confidence interval of the mean over queries "
                          "(10,000 resamples of the queries).")
         eff = [(h, d) for f, h, _, d in EFFICIENCY_COLUMNS if any(c.name == f for c in self.columns)]
