@@ -95,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_args(p)
     p.add_argument("--format", choices=["md", "csv", "html", "latex"], default="md", help="output format (md)")
     p.add_argument("--out", type=Path, default=None, help="write to this file (default: stdout)")
-    p.add_argument("--ci", action="store_true",
-                   help="show a 95%% bootstrap confidence interval (queries resampled) in every cell")
 
     p = sub.add_parser("compare", help="is run A better than run B? a paired test over per-query values "
                                        "(seed-averaged), the effect size, the CI of the difference and a verdict",
@@ -162,6 +160,8 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
                    help="measures to show, e.g. nDCG@10 R@100 (default: all)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="DATASET", help="datasets to show (default: all)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm's correction (0.05)")
+    p.add_argument("--ci", action="store_true",
+                   help="show a 95%% bootstrap confidence interval (queries resampled) in every cell")
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -336,7 +336,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
     out = args.out or Path("leaderboards") / args.suite
     written = build_leaderboard(load_runs(args.runs), args.suite, out, baseline=args.baseline,
-                                measures=args.measures, datasets=args.datasets, alpha=args.alpha)
+                                measures=args.measures, datasets=args.datasets, alpha=args.alpha, ci=args.ci)
     for name in written:
         print(out / name)
     return 0

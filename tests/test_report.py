@@ -290,9 +290,10 @@ def test_variant_matrix_tells_apart_what_differs_and_groups_what_does_not(tmp_pa
     assert md.startswith("| row − column | mean |") and "†" in md
     # the leaderboard shows the matrix
     out = tmp_path / "lb"
-    build_leaderboard(runs, "toy", out)
+    build_leaderboard(runs, "toy", out, ci=True)
     readme = (out / "README.md").read_text()
     assert "## Can the variants be told apart?" in readme and f"### dense: {TOY} nDCG@10" in readme
+    assert "bootstrap confidence interval" in readme and "--ci" in readme  # the intervals asked for
 
 
 WRITER = r"""
@@ -553,11 +554,24 @@ def test_write_expect_from_a_blessed_run_then_gate(gate_runs, tmp_path):
     scores = json.loads((good / "results.json").read_text())["results"]["beir/scifact/test[q50]"]
     assert "tolerance = 0.002" in text and f'"nDCG@10" = {round(scores["nDCG@10"], 4)}' in text
     assert '"RR@10"' not in text
+    # the good run's per-query values are kept beside the expect file (seed 0: BM25 trains nothing)
+    reference = (recipes / "blessed.expect.tsv").read_text().splitlines()
+    assert reference[0] == "dataset\tquery_id\tmeasure\tmean\tseed-0" and len(reference) == 1 + 2 * 50
+    assert "seeds = [0]" in text
     r = run_cli("check", str(good), str(worse))
-    assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert sum(line.startswith("OK ") and " good " in line for line in lines) == 2
-    assert any(line.startswith("FAIL") and " worse " in line and "nDCG@10" in line for line in lines)
+    # k1 0.1, b 0 loses 0.03 nDCG@10 on these 50 queries, but a paired test cannot tell it from chance
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert any(line.startswith("OKish") and " worse " in line and "nDCG@10" in line and "within noise: p = " in line
+               for line in lines)
+    # without the per-query reference, the tolerance alone decides: FAIL
+    (recipes / "blessed.expect.tsv").rename(recipes / "blessed.tsv.away")
+    r = run_cli("check", str(good), str(worse))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert any(line.startswith("FAIL") and " worse " in line and "nDCG@10" in line and "no per-query reference" in line
+               for line in r.stdout.splitlines())
+    (recipes / "blessed.tsv.away").rename(recipes / "blessed.expect.tsv")
     # a second write keeps the file's tolerance and a measure's own one
     (recipes / "blessed.expect.toml").write_text(text.replace(
         f'"R@100" = {round(scores["R@100"], 4)}', f'"R@100" = {{ value = 0.1, tolerance = 0.05 }}'))

@@ -133,7 +133,11 @@ def student_stage(ctx: RunContext) -> Stage:
         identity["backbone"] = f"self-teacher:{self_teacher_stage(ctx).hash}"
     key: dict[str, Any] = {"student": identity, "variant": r.distill.variant,
                            "calibration": train.corpus_fingerprint(), "seed": r.seed}
-    if r.train.seed:  # (absent when 0, so students trained before training seeds existed keep their hash)
+    # (absent when 0, so students trained before training seeds existed keep their hash; absent for an untrained
+    # student that draws nothing, so every seed shares it and its indexes)
+    from harness.students import RANDOM_INIT
+
+    if r.train.seed and (r.distill.variant != "none" or r.student.family in RANDOM_INIT):
         key["train_seed"] = r.train.seed
     targets = None
     if r.distill.variant != "none":

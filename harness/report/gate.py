@@ -50,6 +50,7 @@ import difflib
 import math
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,11 @@ from harness.report.files import atomic_write_text
 from harness.report.results import ReportInputError, RunResult
 
 EXPECT_SUFFIX = ".expect.toml"
+REFERENCE_SUFFIX = ".expect.tsv"  # the reference run's per-query values, beside the expect file
 DEFAULT_TOLERANCE = 0.001
-TOP_KEYS = ("tolerance", "description", "expect")
-MEASURE_KEYS = ("value", "tolerance")
+DEFAULT_ALPHA = 0.05
+TOP_KEYS = ("tolerance", "description", "expect", "seeds", "alpha")
+MEASURE_KEYS = ("value", "tolerance", "std")
 
 OK, OKISH, FAIL, SKIP, NOEXPECT = "OK", "OKish", "FAIL", "SKIP", "NOEXPECT"
 
@@ -68,6 +71,7 @@ OK, OKISH, FAIL, SKIP, NOEXPECT = "OK", "OKish", "FAIL", "SKIP", "NOEXPECT"
 class Expectation:
     value: float
     tolerance: float
+    std: "float | None" = None  # over the reference's training seeds
 
 
 @dataclass
@@ -75,6 +79,17 @@ class ExpectFile:
     path: Path
     expect: dict[str, dict[str, Expectation]]  # dataset -> measure -> expectation
     description: str = ""
+    seeds: "list[int] | None" = None  # training seeds of the reference run (None: one run, seed unknown)
+    alpha: float = DEFAULT_ALPHA
+
+    @property
+    def reference_path(self) -> Path:
+        return self.path.with_name(self.path.name[: -len(EXPECT_SUFFIX)] + REFERENCE_SUFFIX)
+
+    @cached_property
+    def reference(self) -> "dict[tuple[str, str], dict[str, dict[str, float]]]":
+        """{(dataset, measure): {query: {"mean": v, "seed-<k>": v ...}}} from the reference TSV ({} if none)."""
+        return read_reference(self.reference_path) if self.reference_path.is_file() else {}
 
 
 @dataclass
@@ -87,6 +102,7 @@ class Check:
     expected: "float | None" = None
     tolerance: "float | None" = None
     message: str = ""
+    p: "float | None" = None  # the noise test's p-value, when a drop beyond the tolerance was tested
 
     def line(self, widths: "dict[str, int] | None" = None) -> str:
         w = widths or {}
@@ -135,6 +151,13 @@ def parse_expect_file(path: "str | Path") -> ExpectFile:
         if key not in TOP_KEYS:
             raise _unknown(path, "", key, TOP_KEYS)
     default = _tolerance(path, "tolerance", data["tolerance"]) if "tolerance" in data else DEFAULT_TOLERANCE
+    seeds = data.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)):
+        raise ReportInputError(f"{path}: seeds: expected a list of training seeds (integers >= 0), got {seeds!r}")
+    alpha = data.get("alpha", DEFAULT_ALPHA)
+    if not _number(alpha) or not 0 < alpha < 1:
+        raise ReportInputError(f"{path}: alpha: expected a number between 0 and 1, got {alpha!r}")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ReportInputError(f"{path}: description: expected a string, got {description!r}")
@@ -158,13 +181,32 @@ def parse_expect_file(path: "str | Path") -> ExpectFile:
                 if not _number(spec.get("value")):
                     raise ReportInputError(f"{path}: {field}.value: expected a number, got {spec.get('value')!r}")
                 tol = _tolerance(path, f"{field}.tolerance", spec["tolerance"]) if "tolerance" in spec else default
-                expect[ds][m] = Expectation(float(spec["value"]), tol)
+                std = _tolerance(path, f"{field}.std", spec["std"]) if "std" in spec else None
+                expect[ds][m] = Expectation(float(spec["value"]), tol, std)
             elif _number(spec):
                 expect[ds][m] = Expectation(float(spec), default)
             else:
                 raise ReportInputError(f"{path}: {field}: expected a number or {{value = number, tolerance = "
                                        f"number}}, got {spec!r}")
-    return ExpectFile(path, expect, description)
+    return ExpectFile(path, expect, description, seeds, float(alpha))
+
+
+def read_reference(path: Path) -> "dict[tuple[str, str], dict[str, dict[str, float]]]":
+    """The per-query reference TSV: dataset, query_id, measure, mean, then one column per training seed."""
+    out: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        header = lines[0].split("\t")
+        if header[:4] != ["dataset", "query_id", "measure", "mean"]:
+            raise ValueError("the header must start with dataset, query_id, measure, mean")
+        for n, line in enumerate(lines[1:], start=2):
+            parts = line.split("\t")
+            if len(parts) != len(header):
+                raise ValueError(f"line {n}: {len(parts)} fields, the header has {len(header)}")
+            out.setdefault((parts[0], parts[2]), {})[parts[1]] = {h: float(v) for h, v in zip(header[3:], parts[3:])}
+    except (OSError, UnicodeDecodeError, ValueError, IndexError) as exc:
+        raise ReportInputError(f"{path}: not a readable per-query reference ({exc})") from None
+    return out
 
 
 def _expect_name(recipe_name: str) -> str:
@@ -217,14 +259,61 @@ def check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] |
             actual = float(got[m])
             d = actual - e.value
             slack = 1e-12 * max(1.0, abs(e.value))
+            p = None
             if abs(d) <= e.tolerance + slack:
                 status, msg = OK, ""
             elif d > 0:
                 status, msg = OKISH, f"better by {d:.4f}: update the expectation in {expect.path.name}"
             else:
-                status, msg = FAIL, f"worse by {-d:.4f}"
-            out.append(Check(status, run.label, ds, m, actual, e.value, e.tolerance, msg))
+                noise = noise_test(run, expect, ds, m)
+                if noise is None:
+                    status, msg = FAIL, f"worse by {-d:.4f} (no per-query reference: the tolerance alone decides)"
+                else:
+                    p, how = noise
+                    if p < expect.alpha:
+                        status, msg = FAIL, f"worse by {-d:.4f}, significantly: p = {p:.3g} ({how})"
+                    else:
+                        status, msg = OKISH, (f"worse by {-d:.4f} but within noise: p = {p:.3g} >= {expect.alpha:g} "
+                                              f"({how})")
+            out.append(Check(status, run.label, ds, m, actual, e.value, e.tolerance, msg, p))
     return out
+
+
+def noise_test(run: RunResult, expect: ExpectFile, dataset: str, measure: str) -> "tuple[float, str] | None":
+    """(two-sided p, how) of "the run differs from the reference", or None without per-query values.
+
+    A run trained with a seed the reference has is paired, query by query, with that seed's values (a
+    paired t-test: only the machine and the code differ). Otherwise it is paired with the reference's
+    seed-averaged values and the test's variance adds the seed variance the reference measured:
+    z = mean(d) / sqrt(var(d)/n + std² · (1/n_run + 1/n_ref)), d = run - reference per query, std the
+    standard deviation over seeds recorded in the expect file (0 when it recorded one seed)."""
+    ref = expect.reference.get((dataset, measure))
+    mine = run.per_query(dataset)
+    if not ref or mine is None:
+        return None
+    queries = [q for q in mine if q in ref and measure in mine[q]]
+    if len(queries) < 2:
+        return None
+    from harness.report.significance import paired_ttest
+
+    seed = run.payload.get("train_seed") if run.n_seeds == 1 else None
+    column = f"seed-{seed}" if seed is not None else None
+    if column is not None and all(column in ref[q] for q in queries):
+        _, p = paired_ttest([mine[q][measure] for q in queries], [ref[q][column] for q in queries])
+        return (1.0 if math.isnan(p) else p), f"paired t-test against the reference's seed {seed}, {len(queries)} queries"
+    import numpy as np
+    from scipy import stats
+
+    d = np.array([mine[q][measure] - ref[q]["mean"] for q in queries])
+    std = expect.expect[dataset][measure].std or 0.0
+    n_ref = len(expect.seeds or [0])
+    var = float(d.var(ddof=1)) / len(d) + std ** 2 * (1 / run.n_seeds + 1 / n_ref)
+    if var <= 0:
+        p = 1.0 if d.mean() == 0 else 0.0
+    else:
+        p = float(2 * stats.norm.sf(abs(d.mean()) / math.sqrt(var)))
+    seeds = f"seed std {std:.4f} over {n_ref} seeds" if n_ref > 1 else "one reference seed: no seed variance known"
+    return p, f"against the reference's seed mean, {len(queries)} queries, {seeds}"
 
 
 @dataclass
@@ -312,12 +401,16 @@ def _toml_value(x: Any) -> str:
     return repr(round(float(x), 4))
 
 
-def expect_text(expect: dict[str, dict[str, Any]], tolerance: float, description: str, header: str) -> str:
-    """An expect file's text: ``expect`` = {dataset: {measure: value or {value, tolerance}}}."""
+def expect_text(expect: dict[str, dict[str, Any]], tolerance: float, description: str, header: str,
+                seeds: "list[int] | None" = None) -> str:
+    """An expect file's text: ``expect`` = {dataset: {measure: value or {value, tolerance, std}}}."""
     out = [f"# {line}" if line else "#" for line in header.splitlines()]
     if description:
         out.append(f"description = {_toml_str(description)}")
-    out += [f"tolerance = {tolerance!r}", ""]
+    out.append(f"tolerance = {tolerance!r}")
+    if seeds:
+        out.append(f"seeds = [{', '.join(str(x) for x in seeds)}]      # training seeds of the reference run")
+    out.append("")
     for ds in sorted(expect):
         out.append(f"[expect.{_toml_str(ds)}]")
         out += [f"{_toml_str(m)} = {_toml_value(v)}" for m, v in expect[ds].items()]
@@ -328,6 +421,55 @@ def expect_text(expect: dict[str, dict[str, Any]], tolerance: float, description
 # overrides that keep a run "the recipe as written": its name and what is evaluated (a slice is its own
 # dataset id, e.g. beir/scifact/test[q50]), not what is trained or indexed
 WRITABLE_OVERRIDES = ("name", "eval.")
+
+
+def _train_seeds(run: RunResult) -> "list[int] | None":
+    seeds = (run.payload.get("seeds") or {}).get("train_seeds")
+    if seeds:
+        return [int(x) for x in seeds]
+    return [int(run.payload["train_seed"])] if isinstance(run.payload.get("train_seed"), int) else None
+
+
+def _write_reference(path: Path, run: RunResult, seeds: "list[int] | None", keep_old: bool,
+                     measures: "list[str] | None") -> None:
+    """The run's per-query values (seed mean, then each seed's) as the reference TSV beside the expect file."""
+    from harness.report.results import load_run
+
+    seed_runs: list[RunResult] = []
+    if run.n_seeds > 1:
+        for d in (run.payload.get("seeds") or {}).get("runs", []):
+            where = run.locate(d)
+            if where is None:
+                seed_runs = []
+                break
+            seed_runs.append(load_run(where))
+    elif seeds:
+        seed_runs = [run]
+    columns = [f"seed-{k}" for k in seeds] if seeds and len(seed_runs) == len(seeds) else []
+    rows: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    if keep_old and path.is_file():
+        rows = {k: v for k, v in read_reference(path).items() if k[0] not in run.results}
+        if any(set(vals) != {"mean", *columns} for by_q in rows.values() for vals in by_q.values()):
+            rows = {}
+    for ds in run.results:
+        mean = run.per_query(ds)
+        if mean is None:
+            continue
+        per_seed = [r.per_query(ds) for r in seed_runs] if columns else []
+        if any(x is None for x in per_seed):
+            per_seed, columns = [], []
+        for m in run.results[ds]:
+            if measures and m not in measures:
+                continue
+            rows[(ds, m)] = {q: {"mean": v[m], **{c: ps[q][m] for c, ps in zip(columns, per_seed)}}
+                             for q, v in mean.items() if m in v and all(q in ps and m in ps[q] for ps in per_seed)}
+    if not rows:
+        return
+    lines = ["\t".join(["dataset", "query_id", "measure", "mean", *columns])]
+    for (ds, m), by_q in sorted(rows.items()):
+        for q, vals in by_q.items():
+            lines.append("\t".join([ds, q, m, *(f"{vals[c]:.4f}" for c in ("mean", *columns))]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_expect_files(runs: list[RunResult], tolerance: "float | None" = None,
@@ -363,14 +505,23 @@ def write_expect_files(runs: list[RunResult], tolerance: "float | None" = None,
                 if measures and m not in measures:
                     continue
                 prev = keep.get(m)
-                # a measure with its own tolerance keeps it; the value is this run's
-                expect[ds][m] = {"value": v, "tolerance": prev["tolerance"]} \
-                    if isinstance(prev, dict) and "tolerance" in prev else v
+                entry: dict[str, Any] = {"value": v}
+                if isinstance(prev, dict) and "tolerance" in prev:  # a measure's own tolerance stays
+                    entry["tolerance"] = prev["tolerance"]
+                if run.std(ds, m) is not None:
+                    entry["std"] = run.std(ds, m)
+                expect[ds][m] = entry if len(entry) > 1 else v
+        seeds = _train_seeds(run)
         header = (f"Expected scores of {rf.name} (the regression gate: harness check RUNS).\n"
                   f"Written by `harness check --write-expect` from {run.dir} ({run.finished or 'unknown time'});\n"
-                  f"a later --write-expect replaces the datasets it evaluated and keeps the others.")
+                  f"a later --write-expect replaces the datasets it evaluated and keeps the others. Per-query\n"
+                  f"values of the reference: {_expect_name(rf.name)[: -len(EXPECT_SUFFIX)]}{REFERENCE_SUFFIX} "
+                  f"(a drop beyond the tolerance fails only when a paired test says so).")
         description = old.get("description") or run.description
-        atomic_write_text(path, expect_text(expect, tol, description, header))
+        old_seeds = old.get("seeds")
+        _write_reference(path.with_name(path.name[: -len(EXPECT_SUFFIX)] + REFERENCE_SUFFIX), run, seeds,
+                         keep_old=old_seeds == seeds, measures=measures)
+        atomic_write_text(path, expect_text(expect, tol, description, header, seeds))
         parse_expect_file(path)  # what we wrote must read back
         done.append((run, path, "updated" if old else "written"))
     return done

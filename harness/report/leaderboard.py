@@ -220,14 +220,14 @@ def _page(suite: str, sec: Sections, runs: list[RunResult], command: str) -> str
 
 def build_leaderboard(runs: list[RunResult], suite: str, out_dir: Path, baseline: "str | None" = None,
                       measures: "list[str] | None" = None, datasets: "list[str] | None" = None,
-                      alpha: float = 0.05, plot_measure: str = "nDCG@10") -> dict[str, Path]:
+                      alpha: float = 0.05, plot_measure: str = "nDCG@10", ci: bool = False) -> dict[str, Path]:
     """Write the leaderboard of ``runs`` into ``out_dir``; returns {name: path} of what it wrote."""
     out_dir = Path(out_dir)
     table = build_table(runs, baseline=baseline, measures=measures, datasets=datasets, alpha=alpha)
     plots = plots_for_runs(table.rows, out_dir, measure=plot_measure, datasets=table.datasets)
     per_dataset = [(ds, build_table(runs, baseline=table.baseline.label, measures=[
         m for m in table.measures if any(m in r.results.get(ds, {}) for r in runs)], datasets=[ds],
-        alpha=alpha).part(effectiveness=True)) for ds in table.datasets]
+        alpha=alpha, ci=ci).part(effectiveness=True)) for ds in table.datasets]
     primary = plot_measure if plot_measure in table.measures else table.measures[0]
     sec = Sections(full=table, per_dataset=per_dataset, efficiency=table.part(effectiveness=False),
                    matrices=family_matrices(table.rows, table.datasets, primary, alpha), plots=plots)
@@ -236,6 +236,8 @@ def build_leaderboard(runs: list[RunResult], suite: str, out_dir: Path, baseline
         command += " --measures " + " ".join(measures)
     if datasets:
         command += " --datasets " + " ".join(datasets)
+    if ci:
+        command += " --ci"
     written = {
         "README.md": atomic_write_text(out_dir / "README.md", _readme(suite, sec, table.rows, command)),
         "results.csv": atomic_write_text(out_dir / "results.csv", table.to_csv()),

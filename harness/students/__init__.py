@@ -10,6 +10,11 @@ from typing import Sequence
 from harness.students.base import META, Student
 
 
+# families whose construction from a backbone draws new random weights (ColBERT's projection); an untrained
+# dense or SPLADE student is the same model whatever the training seed
+RANDOM_INIT = frozenset({"colbert"})
+
+
 def student_settings(recipe) -> dict:
     """The recipe's [student] section, flattened to what a family's constructor takes."""
     s = recipe.student
