@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measures", nargs="+", default=None, metavar="MEASURE",
                    help="with --write-expect: only these measures (default: every one the run evaluated)")
 
+    p = sub.add_parser("gc", help="remove what killed or failed runs left in runs directories (unfinished "
+                                  "builds of dead processes, corrupted stages set aside, finished stages' "
+                                  "resumable state) and say how much it freed")
+    p.add_argument("runs", nargs="+", metavar="RUNS_DIR", help="runs roots (e.g. runs/)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would go")
+
     p = sub.add_parser("leaderboard", help="write leaderboards/<suite>/: README.md, results.csv, index.html, plots")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs_help)
     p.add_argument("--suite", required=True, help="the leaderboard's name")
@@ -330,6 +336,30 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from harness.artifacts.gc import collect
+    from harness.errors import UserInputError
+
+    total = 0
+    for root in args.runs:
+        if not Path(root).is_dir():
+            raise UserInputError(f"{root}: no such runs directory")
+        found = collect(Path(root), dry_run=args.dry_run)
+        for path, size, why in found.removed:
+            print(f"{'would remove' if args.dry_run else 'removed'}  {_fmt_bytes(size):>9}  {path}  ({why})")
+        for path, why in found.kept:
+            print(f"kept     {'':>9}  {path}  ({why})")
+        total += found.bytes
+    print(f"gc: {'would free' if args.dry_run else 'freed'} {_fmt_bytes(total)}")
+    return 0
+
+
+def _fmt_bytes(n: int) -> str:
+    from harness.report.tables import fmt_bytes
+
+    return fmt_bytes(n)
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.report.leaderboard import build_leaderboard
     from harness.report.results import load_runs
@@ -373,6 +403,8 @@ def main(argv: "list[str] | None" = None) -> int:
             return _cmd_check(args)
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "gc":
+            return _cmd_gc(args)
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
         if args.command == "recipes":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from harness import __version__
+from harness.artifacts.locks import stage_lock
 from harness.errors import ArtifactError
 from harness.recipe.loader import config_hash
 
@@ -152,30 +153,45 @@ class Stage:
             self.store.ready.add(self.hash)
             yield None
             return
-        if problem not in (None, "missing"):
-            aside = self.dir.with_name(f"{self.dir.name}.corrupt-{int(time.time())}")
-            log.warning("stage %s at %s is unusable (%s): moved to %s and recomputed",
-                        self.name, _rel(self.dir), problem, aside.name)
-            os.replace(self.dir, aside)
-        tmp = self.dir.with_name(f"{self.dir.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-        tmp.mkdir(parents=True)
-        log.info("build  %s %s%s", self.name, self.hash[:12], " (--force)" if problem is None else "")
-        try:
-            yield tmp
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        seconds = time.perf_counter() - t0
-        manifest = {
-            "stage": self.name, "hash": self.hash, "key": self.key, "info": self.info,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3),
-            "files": _checksums(tmp),
-        }
-        atomic_write_json(tmp / "manifest.json", manifest)
-        self._publish(tmp)
-        self.store.ready.add(self.hash)
-        self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info,
-                                              seconds))
+        with stage_lock(self.dir, f"{self.name} {self.hash[:12]}"):
+            if not self.store.force and problem is not None and self.verify() is None:
+                # built by another process while this one waited for the lock
+                manifest = self.manifest()
+                self.info = manifest.get("info", {})
+                log.info("reuse  %s %s (%s, built meanwhile by another process)", self.name, self.hash[:12],
+                         _rel(self.dir))
+                self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True,
+                                                      time.perf_counter() - t0, self.info,
+                                                      float(manifest.get("seconds") or 0.0)))
+                self.store.ready.add(self.hash)
+                yield None
+                return
+            problem = self.verify()
+            if problem not in (None, "missing"):
+                aside = self.dir.with_name(f"{self.dir.name}.corrupt-{int(time.time())}")
+                log.warning("stage %s at %s is unusable (%s): moved to %s and recomputed",
+                            self.name, _rel(self.dir), problem, aside.name)
+                os.replace(self.dir, aside)
+            t0 = time.perf_counter()  # the build, not the wait
+            tmp = self.dir.with_name(f"{self.dir.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+            tmp.mkdir(parents=True)
+            log.info("build  %s %s%s", self.name, self.hash[:12], " (--force)" if problem is None else "")
+            try:
+                yield tmp
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            seconds = time.perf_counter() - t0
+            manifest = {
+                "stage": self.name, "hash": self.hash, "key": self.key, "info": self.info,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(seconds, 3),
+                "files": _checksums(tmp),
+            }
+            atomic_write_json(tmp / "manifest.json", manifest)
+            self._publish(tmp)
+            self.store.ready.add(self.hash)
+            self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info,
+                                                  seconds))
 
     def _publish(self, tmp: Path) -> None:
         old = None
