@@ -434,7 +434,7 @@ def test_expect_file_values_and_tolerances(tmp_path):
     assert e.expect["toy/test"]["nDCG@10"].value == 0.5 and e.expect["toy/test"]["nDCG@10"].tolerance == 0.002
     assert e.expect["toy/test"]["R@100"].tolerance == 0.01
     assert e.expect["cisi"]["RR@10"].value == 1.0
-    assert parse_expect_file(_expect(tmp_path, '[expect.a]\nm = 0.5\n', "d.toml")).expect["a"]["m"].tolerance == 0.001
+    assert parse_expect_file(_expect(tmp_path, '[expect.a]\n"P@5" = 0.5\n', "d.toml")).expect["a"]["P@5"].tolerance == 0.001
 
 
 def test_gate_states(tmp_path):
@@ -459,6 +459,29 @@ def test_gate_states(tmp_path):
     assert c.status == NOEXPECT and "x.expect.toml" in c.message
     report = run_gate([run])  # its recipe file (on another machine) has no expect file: reported, exit 0
     assert report.exit_code == 0 and report.checks[0].status == NOEXPECT
+
+
+def test_a_run_that_matches_nothing_of_its_expect_file_fails(tmp_path):
+    run = load_runs([write_run(tmp_path / "runs", "toy", {TOY: per_query_values()["bm25-toy"][TOY]},
+                               method="bm25")])[0]
+    # a slice of another dataset, and a measure the run did not evaluate: nothing in common
+    e = parse_expect_file(_expect(tmp_path, '[expect."toy/test[q50]"]\n"nDCG@10" = 0.5\n'
+                                            '[expect."toy/test"]\nMAP = 0.5\n'))
+    checks = check_run(run, e)
+    assert [c.status for c in checks] == [SKIP, SKIP, FAIL]
+    assert "nothing this run evaluated is in" in checks[-1].message and "--allow-missing" in checks[-1].message
+    assert [c.status for c in check_run(run, e, allow_missing=True)] == [SKIP, SKIP]
+    # one measure in common is enough: the others are skipped as before
+    partial = parse_expect_file(_expect(tmp_path, '[expect."toy/test"]\nMAP = 0.5\n"nDCG@10" = 0.0\n', "p.toml"))
+    assert [c.status for c in check_run(run, partial)] == [SKIP, OKISH]
+
+
+def test_an_expect_file_naming_a_measure_ir_measures_cannot_parse_is_refused(tmp_path):
+    path = _expect(tmp_path, '[expect."toy/test"]\n"nDCG@ten" = 0.5\n')
+    with pytest.raises(ReportInputError) as err:
+        parse_expect_file(path)
+    assert str(err.value) == (f'{path}: expect."toy/test"."nDCG@ten": not a measure ir_measures can parse '
+                              '(e.g. "nDCG@10", "RR@10", "R@100")')
 
 
 # ---- the gate on real runs, through the CLI ---------------------------------------------------------------

@@ -35,7 +35,8 @@ Per recipe, dataset and measure, with d = actual - expected:
              expectation so that a later drop back is caught;
 * ``FAIL``   d < -tolerance: worse than expected;
 * ``SKIP``   the expect file names a dataset or measure this run did not evaluate (not a failure: a run
-             may evaluate a subset; ``--strict`` makes it one);
+             may evaluate a subset; ``--strict`` makes it one) — but a run that matches *nothing* of its
+             expect file is a FAIL (``--allow-missing`` passes it);
 * a run whose recipe has no expect file is reported (``NOEXPECT``), not a crash (``--strict``: FAIL).
 
 ``harness check RUNS...`` exits 1 when any check FAILs, 0 otherwise, and 2 on bad input (a malformed
@@ -174,6 +175,9 @@ def parse_expect_file(path: "str | Path") -> ExpectFile:
         expect[ds] = {}
         for m, spec in measures.items():
             field = f"{where}.{_q(m)}"
+            if not _parses(m):
+                raise ReportInputError(f'{path}: {field}: not a measure ir_measures can parse (e.g. "nDCG@10", '
+                                       f'"RR@10", "R@100")')
             if isinstance(spec, dict):
                 for k in spec:
                     if k not in MEASURE_KEYS:
@@ -189,6 +193,16 @@ def parse_expect_file(path: "str | Path") -> ExpectFile:
                 raise ReportInputError(f"{path}: {field}: expected a number or {{value = number, tolerance = "
                                        f"number}}, got {spec!r}")
     return ExpectFile(path, expect, description, seeds, float(alpha))
+
+
+def _parses(measure: str) -> bool:
+    import ir_measures
+
+    try:
+        ir_measures.parse_measure(measure)
+    except Exception:  # ir_measures raises NameError/ValueError/SyntaxError for bad strings
+        return False
+    return True
 
 
 def read_reference(path: Path) -> "dict[tuple[str, str], dict[str, dict[str, float]]]":
@@ -239,7 +253,21 @@ def expect_path_for(run: RunResult) -> "tuple[Path | None, list[Path]]":
 # ---- checking ---------------------------------------------------------------------------------------
 
 def check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] | None" = None,
-              strict: bool = False) -> list[Check]:
+              strict: bool = False, allow_missing: bool = False) -> list[Check]:
+    """The checks of one run. A run that matches nothing of its expect file (no dataset and measure in
+    common: a slice, a typo) is a FAIL, not a vacuous pass, unless ``allow_missing``."""
+    out = _check_run(run, expect, looked, strict)
+    if expect is not None and not allow_missing and not any(c.status in (OK, OKISH, FAIL) for c in out):
+        have = "; ".join(f"{ds}: {', '.join(v)}" for ds, v in run.results.items()) or "nothing"
+        want = "; ".join(f"{ds}: {', '.join(v)}" for ds, v in expect.expect.items())
+        out.append(Check(FAIL, run.label, message=(
+            f"nothing this run evaluated is in {expect.path.name} (the run has {have}; the file expects {want}); "
+            "--allow-missing passes such a run")))
+    return out
+
+
+def _check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] | None" = None,
+               strict: bool = False) -> list[Check]:
     if expect is None:
         where = ", ".join(str(p) for p in (looked or [])) or "no recipe_file in results.json"
         return [Check(FAIL if strict else NOEXPECT, run.label,
@@ -371,14 +399,14 @@ class GateReport:
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def run_gate(runs: list[RunResult], strict: bool = False) -> GateReport:
+def run_gate(runs: list[RunResult], strict: bool = False, allow_missing: bool = False) -> GateReport:
     """Check every run against its recipe's expect file. A malformed expect file raises ReportInputError."""
     checks: list[Check] = []
     seen: list[tuple[RunResult, "Path | None"]] = []
     for run in runs:
         path, looked = expect_path_for(run)
         expect = parse_expect_file(path) if path is not None else None
-        checks += check_run(run, expect, looked, strict=strict)
+        checks += check_run(run, expect, looked, strict=strict, allow_missing=allow_missing)
         seen.append((run, path))
     return GateReport(checks, seen)
 
