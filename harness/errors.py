@@ -19,7 +19,8 @@ class RecipeError(UserInputError):
     """One or more problems in a recipe; each is one line naming the file and the field."""
 
     def __init__(self, problems: list[str]):
-        self.problems = list(problems)
+        # one line each, whatever the user typed: control characters are shown escaped
+        self.problems = [p if p.isprintable() else p.encode("unicode_escape").decode("ascii") for p in problems]
         super().__init__("\n".join(self.problems))
 
 

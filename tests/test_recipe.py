@@ -45,12 +45,12 @@ def test_defaults_name_and_hash(tmp_path):
 
 
 @pytest.mark.parametrize("body, override, expected", [
-    ("[eval]\ndepth = \"abc\"\n", None, 'eval.depth: expected a positive integer, got "abc"'),
-    ("[eval]\ndepth = 0\n", None, "eval.depth: expected a positive integer, got 0"),
-    ("[eval]\ndepth = 2.5\n", None, "eval.depth: expected a positive integer, got 2.5"),
-    ("[eval]\ndepth = true\n", None, "eval.depth: expected a positive integer, got true"),
+    ("[eval]\ndepth = \"abc\"\n", None, 'eval.depth: expected a positive integer of at most 100000, got "abc"'),
+    ("[eval]\ndepth = 0\n", None, "eval.depth: expected a positive integer of at most 100000, got 0"),
+    ("[eval]\ndepth = 2.5\n", None, "eval.depth: expected a positive integer of at most 100000, got 2.5"),
+    ("[eval]\ndepth = true\n", None, "eval.depth: expected a positive integer of at most 100000, got true"),
     ("[bm25]\nb = 1.5\n", None, "bm25.b: expected a number between 0 and 1, got 1.5"),
-    ("[bm25]\nk1 = \"high\"\n", None, 'bm25.k1: expected a positive number, got "high"'),
+    ("[bm25]\nk1 = \"high\"\n", None, 'bm25.k1: expected a positive number of at most 100, got "high"'),
     ("seed = -1\n", None, "seed: expected a non-negative integer, got -1"),
     ("[eval]\nmax_queries = \"all\"\n", None, 'eval.max_queries: expected a non-negative integer, got "all"'),
     ("method = \"bm52\"\n", None, 'method: expected one of "bm25", "rerank", "student", got "bm52"; did you mean "bm25"?'),
@@ -63,7 +63,7 @@ def test_defaults_name_and_hash(tmp_path):
     ("[eval]\ndepht = 10\n", None, 'eval.depht: unknown key; did you mean "depth"?'),
     ("[evaluation]\ndepth = 10\n", None, 'evaluation: unknown key; did you mean "eval"?'),
     ("zzz = 1\n", None, "zzz: unknown key; known keys:"),
-    ("", "eval.depth=abc", 'eval.depth: expected a positive integer, got "abc"'),
+    ("", "eval.depth=abc", 'eval.depth: expected a positive integer of at most 100000, got "abc"'),
     ("", "eval.dpth=5", 'eval.dpth: unknown key; did you mean "depth"?'),
 ])
 def test_malformed_recipes_name_file_and_field(tmp_path, body, override, expected):
@@ -96,7 +96,7 @@ def test_extends_merges_tables_and_names_the_file_with_the_problem(tmp_path):
     child = write(tmp_path, "child.toml", 'extends = "base/base.toml"\n[bm25]\nb = 0.7\n')
     (line,) = problems(child)
     assert line.split(": ")[0].endswith("base/base.toml")  # the base file holds the bad value
-    assert 'eval.depth: expected a positive integer, got "deep"' in line
+    assert 'eval.depth: expected a positive integer of at most 100000, got "deep"' in line
     fixed = load_recipe(child, ["eval.depth=10"])
     assert fixed.recipe.bm25.k1 == 1.2 and fixed.recipe.bm25.b == 0.7  # merged key by key
     assert fixed.recipe.eval.datasets == ["cisi"]
@@ -166,7 +166,7 @@ def test_set_into_a_scalar(tmp_path):
 def test_bad_name(tmp_path):
     p = write(tmp_path, "r.toml", 'name = "../escape"\n')
     (line,) = problems(p)
-    assert "name: expected letters" in line
+    assert "name: expected at most 100 letters" in line
 
 
 def test_unknown_recipe():
@@ -182,7 +182,7 @@ def test_cli_validate_exit_codes(tmp_path):
     bad = write(tmp_path, "bad.toml", '[eval]\ndepth = "abc"\n')
     out = run_cli("validate", "bad.toml", cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ['error: bad.toml: eval.depth: expected a positive integer, got "abc"']
+    assert out.stderr.strip().splitlines() == ['error: bad.toml: eval.depth: expected a positive integer of at most 100000, got "abc"']
     assert "Traceback" not in out.stderr
     out = run_cli("run", str(bad), "--json")
     assert out.returncode == 2 and out.stdout == ""

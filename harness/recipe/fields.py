@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING
@@ -58,6 +59,28 @@ def between(lo: float, hi: float) -> Check:
         return None if lo <= v <= hi else f"a number between {lo:g} and {hi:g}"
 
     return check
+
+
+def positive_at_most(hi: float) -> Check:
+    @_words(f"a positive number of at most {hi:g}")
+    def check(v: Any) -> "str | None":
+        return None if 0 < v <= hi else f"a positive number of at most {hi:g}"
+
+    return check
+
+
+def one_of(*options: Any) -> Check:
+    words = "one of " + ", ".join(str(o) for o in options)
+
+    @_words(words)
+    def check(v: Any) -> "str | None":
+        return None if v in options else words
+
+    return check
+
+
+# every integer field fits a signed 32-bit integer (Java, torch, numpy seeds, file formats all take it)
+INT_LIMIT = 2**31 - 1
 
 
 @_words("a non-empty list")
@@ -137,7 +160,10 @@ class Problems:
         self.lines: list[str] = []
 
     def add(self, path: str, message: str) -> None:
-        self.lines.append(f"{self._source_of(path)}: {path}: {message}")
+        shown = path if path.isprintable() else json.dumps(path, ensure_ascii=False)[1:-1]  # one line, always
+        if not message.isprintable():
+            message = message.encode("unicode_escape").decode("ascii")
+        self.lines.append(f"{self._source_of(path)}: {shown}: {message}")
 
 
 def build(cls: type, data: Any, path: str, problems: Problems) -> Any:
@@ -202,10 +228,16 @@ def _convert(tp: Any, value: Any, where: str, problems: Problems, meta: Any) -> 
     elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             return fail()
+        if abs(value) > INT_LIMIT:
+            return fail(f"an integer of at most {INT_LIMIT:,} in size")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return fail()
+        if isinstance(value, int) and abs(value) > 1e300:
+            return fail("a finite number")
         value = float(value)
+        if not math.isfinite(value):
+            return fail("a finite number")
     elif tp is str:
         if not isinstance(value, str):
             return fail()

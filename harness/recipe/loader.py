@@ -86,6 +86,9 @@ def find_recipe(spec: "str | os.PathLike[str]") -> Path:
                        f"(shipped: {shipped})"])
 
 
+NAME_LIMIT = 100  # a run directory's name: well under every file system's 255 bytes, with room for suffixes
+
+
 def _label(path: Path) -> str:
     try:
         rel = os.path.relpath(path)
@@ -102,6 +105,10 @@ def _read_toml(path: Path, label_of_ref: str, ref_field: str) -> dict[str, Any]:
         raise RecipeError([f"{label_of_ref}: {ref_field}: file not found: {_label(path)}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError([f"{_label(path)}: not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError([f"{_label(path)}: not UTF-8 text (byte {exc.start}: {exc.reason})"]) from None
+    except RecursionError:
+        raise RecipeError([f"{_label(path)}: not valid TOML: nested too deeply"]) from None
     except OSError as exc:
         raise RecipeError([f"{_label(path)}: cannot read: {exc.strerror}"]) from None
 
@@ -169,6 +176,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise RecipeError([f"--set {text[:80]}: the value is nested too deeply"]) from None
     return key, value
 
 
@@ -218,8 +227,9 @@ def load_recipe(spec: "str | os.PathLike[str]", overrides: "list[str] | tuple[st
     if problems.lines or recipe is None:
         raise RecipeError(problems.lines or [f"{top}: invalid recipe"])
     name = recipe.name
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name):
-        raise RecipeError([f"{source_of('name')}: name: expected letters, digits, '.', '_', '+' or '-' "
-                           f"(it names the run directory), got \"{name}\""])
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", name) or len(name) > NAME_LIMIT:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise RecipeError([f"{source_of('name')}: name: expected at most {NAME_LIMIT} letters, digits, '.', '_', "
+                           f"'+' or '-' (it names the run directory), got \"{shown}\""])
     return LoadedRecipe(recipe=recipe, path=path, overrides=tuple(overrides), files=tuple(files),
                         config=to_dict(recipe), sources=dict(prov))

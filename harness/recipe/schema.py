@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.recipe.fields import between, non_empty, non_negative, param, positive
+from harness.recipe.fields import between, non_empty, non_negative, one_of, param, positive, positive_at_most
 
 
 def _measure_check(measures: list[str]) -> "str | None":
@@ -47,7 +47,7 @@ class DataSection:
 
 @dataclass(frozen=True)
 class BM25Section:
-    k1: float = param(0.9, doc="BM25 k1 (Pyserini's BEIR default).", check=positive)
+    k1: float = param(0.9, doc="BM25 k1 (Pyserini's BEIR default).", check=positive_at_most(100.0))
     b: float = param(0.4, doc="BM25 b (Pyserini's BEIR default).", check=between(0.0, 1.0))
 
 
@@ -61,7 +61,7 @@ class EvalSection:
         check=_dataset_ids_check)
     measures: list[str] = param(
         ["nDCG@10", "RR@10", "R@100"], doc="ir_measures strings.", check=_measure_check)
-    depth: int = param(1000, doc="Documents retrieved per query (the run file's depth).", check=positive)
+    depth: int = param(1000, doc="Documents retrieved per query (the run file's depth).", check=positive_at_most(100000))
     max_queries: int = param(
         0, doc="Keep only the first N judged queries of each dataset (0 = all): for CPU slices.",
         check=non_negative)
@@ -84,7 +84,7 @@ class TrainSection:
     max_queries: int = param(0, doc="Keep only the first N training queries (0 = all): for CPU slices.",
                              check=non_negative)
     epochs: float = param(1.0, doc="Passes over the training examples (query, positive, negatives).",
-                          check=positive)
+                          check=positive_at_most(1000.0))
     dev_fraction: float = param(
         0.1, doc="Share of the training queries held out as a dev split (never trained on) on which choices are "
                  "made; 0 = none. Chosen by a seeded hash of each query id, so the split is the same for every "
@@ -98,7 +98,8 @@ class TrainSection:
                "train.seed .. train.seed + N - 1. Negative pools, the answer key and the dev split follow the "
                "recipe's `seed` and are shared by every training seed.", check=non_negative)
     batch_queries: int = param(8, doc="Training examples (queries with their group) per step.", check=positive)
-    lr: float = param(2e-5, doc="Peak learning rate (AdamW; linear warm-up, then linear decay).", check=positive)
+    lr: float = param(2e-5, doc="Peak learning rate (AdamW; linear warm-up, then linear decay).",
+                      check=positive_at_most(1.0))
     warmup: float = param(0.1, doc="Fraction of the steps spent warming up.", check=between(0.0, 1.0))
     weight_decay: float = param(0.01, doc="AdamW weight decay.", check=non_negative)
     checkpoint_every: int = param(50, doc="Save a resumable checkpoint every N steps (0 = never).",
@@ -119,8 +120,9 @@ class FinetuneSection:
     loss: Literal["softmax", "bce"] = param(
         "softmax", doc="softmax: cross-entropy over (positive + negatives) of a group (LCE, Gao et al. 2021); "
                        "bce: binary cross-entropy, positives up-weighted by the negatives' count.")
-    epochs: float = param(1.0, doc="Passes over the training groups.", check=positive)
-    lr: float = param(3e-5, doc="Peak learning rate (AdamW, linear warm-up then decay).", check=positive)
+    epochs: float = param(1.0, doc="Passes over the training groups.", check=positive_at_most(1000.0))
+    lr: float = param(3e-5, doc="Peak learning rate (AdamW, linear warm-up then decay).",
+                      check=positive_at_most(1.0))
     warmup: float = param(0.1, doc="Fraction of steps spent warming up.", check=between(0.0, 1.0))
     groups_per_step: int = param(4, doc="Training groups (queries) per optimiser step.", check=positive)
     max_len: int = param(192, doc="Tokens of query + passage while fine-tuning.", check=positive)
@@ -289,7 +291,7 @@ class ImpactSection:
 
 @dataclass(frozen=True)
 class PlaidSection:
-    nbits: int = param(4, doc="Bits per residual dimension (PLAID compression: 2 or 4).", check=positive)
+    nbits: int = param(4, doc="Bits per residual dimension (PLAID compression).", check=one_of(1, 2, 4, 8))
     kmeans_niters: int = param(4, doc="k-means iterations when building the centroids.", check=positive)
     n_ivf_probe: int = param(8, doc="Centroids probed per query token.", check=positive)
     n_full_scores: int = param(4096, doc="Candidates scored in full (decompressed MaxSim).", check=positive)

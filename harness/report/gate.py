@@ -412,7 +412,10 @@ def run_gate(runs: list[RunResult], strict: bool = False, allow_missing: bool = 
 
 
 def write_junit(report: GateReport, path: "str | Path") -> Path:
-    return atomic_write_text(Path(path), report.junit())
+    try:
+        return atomic_write_text(Path(path), report.junit())
+    except OSError as exc:
+        raise ReportInputError(f"--junit {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 # ---- writing expectations from a blessed run ----------------------------------------------------------

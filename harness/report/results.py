@@ -250,6 +250,9 @@ def load_run(run_dir: "str | Path") -> RunResult:
         raise ReportInputError(f"{path}: not a readable results file ({exc})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
         raise ReportInputError(f"{path}: results: missing (expected {{dataset: {{measure: value}}}})")
+    for key in ("recipe", "recipe_file", "method", "description", "run_dir"):
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise ReportInputError(f"{path}: {key}: expected a string, got {payload[key]!r}")
     for ds, values in payload["results"].items():
         if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
             raise ReportInputError(f"{path}: results.{ds}: expected {{measure: number}}")
