@@ -72,7 +72,8 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
     ev = recipe.eval
     out = []
     for spec in ev.datasets:
-        ds = open_dataset(spec, max_queries=ev.max_queries, max_docs=ev.max_docs)
+        ds = open_dataset(spec, max_queries=ev.max_queries, max_docs=ev.max_docs, on_problem=recipe.data.on_problem)
+        ctx.warnings.extend(f"{spec}: {p}" for p in getattr(ds, "problems", []))
         if not ds.queries:
             raise DataError(f"{spec}: no judged queries (qrels and queries share no query id)")
         log.info("data   %s: %d judged queries (%s)", ds.id, len(ds.queries), ds.source)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -216,7 +217,7 @@ class Store:
         self.ready: set[str] = set()  # stages verified or built by this run
 
     def stage(self, name: str, key: dict[str, Any], scope: str = SHARED) -> Stage:
-        if not name.replace("-", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):  # a dataset slug may hold . _ +
             raise ArtifactError(f"bad stage name {name!r}")
         return Stage(self, name, key, scope)
 

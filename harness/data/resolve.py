@@ -14,6 +14,7 @@ Lookup order for an id:
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from harness.data.dataset import Dataset, DatasetSlice
 from harness.errors import DataError
 
 ENV = "HARNESS_DATA_DIR"
+log = logging.getLogger("harness")
 
 # Short names users write for ir_datasets ids.
 ALIASES = {
@@ -50,14 +52,33 @@ def _local_hint(spec: str) -> str:
     return f"place corpus.jsonl, queries.jsonl and qrels/{split}.tsv (BEIR layout) in {where}"
 
 
-def open_dataset(spec: str, *, max_queries: int = 0, max_docs: int = 0, check: bool = True) -> Dataset:
-    """Resolve ``spec`` and check its files are there; slice it when ``max_queries``/``max_docs`` are set."""
+def open_dataset(spec: str, *, max_queries: int = 0, max_docs: int = 0, check: bool = True,
+                 on_problem: str = "error") -> Dataset:
+    """Resolve ``spec``, check its files are there and (a local folder) that its content is sound
+    (:mod:`harness.data.checks`); slice it when ``max_queries``/``max_docs`` are set.
+
+    A collection with problems raises DataError (``on_problem="error"``) or is opened with its problems
+    logged and kept as ``.problems`` (``"warn"``)."""
     ds = _resolve(spec)
+    problems: list[str] = []
     if check:
         ds.check()  # type: ignore[attr-defined]
-    if max_queries or max_docs:
-        return DatasetSlice(ds, max_queries=max_queries, max_docs=max_docs)
-    return ds
+        if isinstance(ds, BeirFolder):
+            from harness.data.checks import cached_check_beir
+
+            problems = cached_check_beir(ds.corpus_path, ds.queries_path, ds.qrels_path,
+                                         f"{ds.corpus_fingerprint()}:{ds.topics_fingerprint()}")
+    if problems and on_problem == "error":
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise DataError(f"{spec}: {problems[0]}{more}; fix the collection, or set data.on_problem = \"warn\" "
+                        "to run it as it is")
+    for p in problems[:5]:
+        log.warning("data   %s: %s", spec, p)
+    if len(problems) > 5:
+        log.warning("data   %s: ... and %d more problems", spec, len(problems) - 5)
+    out = DatasetSlice(ds, max_queries=max_queries, max_docs=max_docs) if max_queries or max_docs else ds
+    out.problems = problems  # type: ignore[attr-defined]
+    return out
 
 
 def _resolve(spec: str) -> Dataset:

@@ -59,8 +59,13 @@ def _split(ctx: RunContext) -> "tuple[Dataset, Dataset | None]":
     from harness.data import dev_split, open_dataset
 
     t = ctx.recipe.train
-    return ctx.memo(f"split:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}",
-                    lambda: dev_split(open_dataset(t.dataset), t.dev_fraction, t.dev_max_queries))
+
+    def make():
+        ds = open_dataset(t.dataset, on_problem=ctx.recipe.data.on_problem)
+        ctx.warnings.extend(f"{t.dataset}: {p}" for p in getattr(ds, "problems", []))
+        return dev_split(ds, t.dev_fraction, t.dev_max_queries)
+
+    return ctx.memo(f"split:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}", make)
 
 
 def train_dataset(ctx: RunContext) -> Dataset:

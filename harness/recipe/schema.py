@@ -38,6 +38,10 @@ class DataSection:
         ["title", "text"],
         doc='Document fields joined with " " to make the text that is indexed and encoded.',
         check=non_empty, expect='a non-empty list of fields from "title", "text"')
+    on_problem: Literal["error", "warn"] = param(
+        "error", doc="What a collection with problems (duplicate or missing ids, qrels naming unknown documents, "
+                     "text that is not UTF-8 or not a string, no documents) does: error = refuse the run before "
+                     "any work (exit 2); warn = run it as it is and record the problems in the run's warnings.")
 
     def __post_init__(self) -> None:
         bad = [f for f in self.doc_fields if f not in ("title", "text")]
