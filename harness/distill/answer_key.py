@@ -24,6 +24,9 @@ from harness.encoding import progress
 log = logging.getLogger("harness")
 
 CHUNK_PAIRS = int(os.environ.get("HARNESS_ANSWER_KEY_CHUNK", "4096"))  # pairs per resumable chunk
+# the teacher's cached state (passage embeddings) is computed in one plan fixed by the groups
+# (Teacher.prepare), not chunk by chunk: keys made before this was so are not reused
+PLAN = "fixed-v1"
 
 
 def answer_key_stage(ctx: RunContext) -> Stage:
@@ -33,7 +36,8 @@ def answer_key_stage(ctx: RunContext) -> Stage:
     groups = groups_stage(ctx)
     train = train_dataset(ctx)
     stage = ctx.store.stage("answer-key", {"teacher": teacher_key(ctx), "groups": groups.hash,
-                                           "corpus": train.corpus_fingerprint(), "chunk": CHUNK_PAIRS}, scope=SHARED)
+                                           "corpus": train.corpus_fingerprint(), "chunk": CHUNK_PAIRS,
+                                           "plan": PLAN}, scope=SHARED)
     with stage.ensure() as out:
         if out is not None:
             stage.info.update(_score_groups(ctx, stage, out))
@@ -79,7 +83,12 @@ def _score_groups(ctx: RunContext, stage: Stage, out: Path) -> dict:
             path = partial / f"chunk-{i:05d}.parquet"
             if i in done:
                 continue
-            teacher = teacher or make_teacher(ctx, train)
+            if teacher is None:
+                teacher = make_teacher(ctx, train)
+                # every passage any chunk needs, encoded in one plan fixed by the groups (resumable in parts):
+                # a chunk scored after a restart sees exactly the embeddings an uninterrupted run saw
+                teacher.prepare([Request(g.qid, train.queries[g.qid], g.doc_ids, pools.get(g.qid)) for g in groups],
+                                partial / "teacher")
             requests = [Request(g.qid, train.queries[g.qid], g.doc_ids, pools.get(g.qid)) for g in chunk]
             scores = teacher.score_pairs(requests)
             table = pa.table({

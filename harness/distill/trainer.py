@@ -163,6 +163,10 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state.get("extra_rng") is not None and getattr(extra_step, "generator", None) is not None:
+            extra_step.generator.set_state(state["extra_rng"])  # multi-task masks
         start, history = state["step"], state["history"]
         log.info("train: resuming from step %d of %d (checkpoint in %s)", start, n_steps, scratch)
     if objective.distill.target_scale == "auto" and objective.distill.variant != "margin" and start == 0:
@@ -208,6 +212,10 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
                 _save_checkpoint(ckpt, {"step": step + 1, "student": student.state_dict(),
                                         "objective": objective.state_dict(), "optimizer": opt.state_dict(),
                                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                                        else None,
+                                        "extra_rng": extra_step.generator.get_state()
+                                        if getattr(extra_step, "generator", None) is not None else None,
                                         "history": history})
     seconds = time.perf_counter() - t0
     student.eval()

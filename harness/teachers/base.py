@@ -9,6 +9,7 @@ scored in the same call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -39,6 +40,12 @@ class Teacher:
 
     def score(self, requests: Sequence[Request]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def prepare(self, requests: Sequence[Request], partial: "Path | None" = None) -> None:
+        """Before a stage scores ``requests``: compute whatever the teacher caches across calls (passage
+        embeddings) for all of them, in one plan fixed by the requests alone, so every score is the same
+        whether the stage runs uninterrupted, resumes after a kill (finished parts of the plan are kept in
+        ``partial``) or follows other work in the same process. Teachers without such state do nothing."""
 
     def score_pairs(self, requests: Sequence[Request]) -> np.ndarray:
         """All scores of all requests, flattened in request order."""

@@ -55,13 +55,24 @@ class EnsembleTeacher(Teacher):
         self.members = list(members)  # (name, weight, scorer with .score(requests))
         self.normalize = normalize
 
-    def score(self, requests: Sequence[Request]) -> list[np.ndarray]:
-        # score each query's pool and its requested passages together, then normalise over the pool
+    @staticmethod
+    def _wide(requests: Sequence[Request]) -> list[Request]:
+        """Each query's pool and its requested passages: what the members score."""
         wide = []
         for r in requests:
             pool_ids = [d for d, _ in (r.pool or ())]
-            ids = list(dict.fromkeys([*pool_ids, *r.doc_ids]))
-            wide.append(Request(r.qid, r.query, ids, r.pool))
+            wide.append(Request(r.qid, r.query, list(dict.fromkeys([*pool_ids, *r.doc_ids])), r.pool))
+        return wide
+
+    def prepare(self, requests: Sequence[Request], partial=None) -> None:
+        wide = self._wide(requests)
+        for name, _weight, member in self.members:
+            if hasattr(member, "prepare"):
+                member.prepare(wide, None if partial is None else partial / name)
+
+    def score(self, requests: Sequence[Request]) -> list[np.ndarray]:
+        # score each query's pool and its requested passages together, then normalise over the pool
+        wide = self._wide(requests)
         fused = [np.zeros(len(w.doc_ids), dtype=np.float64) for w in wide]
         for _name, weight, member in self.members:
             for i, scores in enumerate(member.score(wide)):
