@@ -100,6 +100,10 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
         from harness.models import resolve_model
 
         resolve_model(recipe.student.model, "student.model")
+        if recipe.distill.variant == "self":  # the teacher recipe must load, and train the same family
+            from harness.distill.stages import self_teacher_context
+
+            self_teacher_context(ctx)
         if not uses_teacher(recipe):
             prepare_teacher_free_training(ctx)
     return out

@@ -129,3 +129,30 @@ def test_load_errors_that_used_to_be_tracebacks(tmp_path):
             path == deep and "deep.toml" in out.stderr
     out = run_cli("validate", "baselines/bm25-scifact", "--set", "eval.depth=" + "[" * 5000)
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_a_missing_self_distillation_teacher_is_named_before_any_work(tmp_path, data_dir):
+    recipe = tmp_path / "self.toml"
+    recipe.write_text('extends = "scifact/dense-self.toml"\n[distill.self]\nteacher = "scifact/no-such-recipe"\n')
+    runs = tmp_path / "runs"
+    for args in (["validate", str(recipe), "--data"], ["run", str(recipe), "--runs-dir", str(runs)]):
+        out = run_cli(*args)
+        assert out.returncode == 2, out.stderr
+        (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+        assert line.startswith(f"error: {recipe}: distill.self.teacher: scifact/no-such-recipe: recipe not found")
+    assert not runs.exists() or not any(runs.rglob("*-*"))  # nothing built
+
+
+def test_report_inputs_that_used_to_be_tracebacks(tmp_path):
+    from _report_fakes import TOY, make_fake_runs
+
+    root = make_fake_runs(tmp_path / "runs", datasets=[TOY])
+    payload = json.loads((root / "bm25-toy" / "results.json").read_text())
+    payload["recipe_file"] = 42
+    (root / "bm25-toy" / "results.json").write_text(json.dumps(payload))
+    out = run_cli("check", str(root / "bm25-toy"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "results.json: recipe_file: expected a string, got 42" in out.stderr
+    (tmp_path / "afile").write_text("x")
+    out = run_cli("check", str(root / "splade-toy"), "--junit", str(tmp_path / "afile" / "gate.xml"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "--junit" in out.stderr

@@ -90,7 +90,11 @@ def self_teacher_context(ctx: RunContext) -> RunContext:
     def make() -> RunContext:
         # the same --set overrides as this run (a CI slice trains its teacher-student on the same slice)
         overrides = [o for o in ctx.loaded.overrides if o.split("=", 1)[0].strip() not in ("name", "description")]
-        loaded = load_recipe(spec, overrides)
+        try:
+            loaded = load_recipe(spec, overrides)
+        except RecipeError as exc:  # name the field that points there, then what is wrong with it
+            raise RecipeError([f"{ctx.loaded.source_of('distill.self.teacher')}: distill.self.teacher: {p}"
+                               for p in exc.problems]) from None
         if loaded.recipe.method != "student" or loaded.recipe.distill.variant in ("none", "self"):
             raise RecipeError([f"{ctx.loaded.path}: distill.self.teacher: {spec} must train a student "
                                "(method \"student\", a variant other than none/self)"])
