@@ -242,7 +242,10 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
     else:
         for name, r in out["recipes"].items():
-            cells = "  ".join(f"{ds} {v.get('nDCG@10', float('nan')):.4f}" for ds, v in r["results"].items())
+            std = r.get("std") or {}
+            cells = "  ".join(f"{ds} {v.get('nDCG@10', float('nan')):.4f}"
+                              + (f" ± {std[ds]['nDCG@10']:.4f}" if "nDCG@10" in std.get(ds, {}) else "")
+                              for ds, v in r["results"].items())
             print(f"{name:<32} {r['seconds']:>8.0f} s  nDCG@10: {cells}")
         for name, err in out["failed"].items():
             print(f"{name:<32} FAILED: {err.splitlines()[0]}")

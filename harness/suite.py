@@ -87,7 +87,9 @@ def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = Fal
                 payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
             out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
                                            "compute_seconds": payload["compute_seconds"],
-                                           "results": payload["results"]}
+                                           "results": payload["results"],
+                                           **({"std": payload["std"], "seeds": payload["seeds"]["n"]}
+                                              if "std" in payload else {})}
             payloads.append(payload)
         except HarnessError as exc:
             log.error("suite: %s failed: %s", loaded.name, exc)

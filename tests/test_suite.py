@@ -79,3 +79,13 @@ def test_a_bad_recipe_stops_the_suite_before_any_work(suite, tmp_path, data_dir)
     assert out.returncode == 2
     assert "bm25-c.toml" in out.stderr and "bm25.k1" in out.stderr
     assert not runs.exists() or not any(runs.iterdir())  # nothing was run
+
+
+def test_suite_with_seeds_runs_a_recipe_that_trains_nothing_once(suite, tmp_path_factory, data_dir):
+    runs = tmp_path_factory.mktemp("toy-suite-seeds")
+    out = run_cli("suite", str(suite), "--runs-dir", str(runs), "--seeds", "3", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = last_json_line(out.stdout)
+    assert report["seeds"] == 3 and sorted(report["recipes"]) == ["toy-bm25-a", "toy-bm25-b"]
+    assert out.stderr.count("trains nothing (method bm25): one run") == 2
+    assert not list(runs.glob("*/seed-*"))  # BM25 is deterministic: no seed directories
