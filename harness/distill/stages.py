@@ -55,7 +55,7 @@ def _targets(ctx: RunContext, variant: "str | None" = None) -> tuple[Any, dict[s
 
         train = train_dataset(ctx)
         return (T.OnlineTargets(make_teacher(ctx, train), load_bm25_run(ctx, train, ctx.recipe.negatives.depth)),
-                {"teacher": teacher_key(ctx), "remine": vars(ctx.recipe.distill.online)})
+                {"teacher": teacher_key(ctx), "remine": vars(ctx.recipe.distill.online), "plan": "fixed-v1"})
     if variant == "margin":
         return T.MarginTargets(ctx.recipe.distill.margin), {"margin": ctx.recipe.distill.margin}
     if variant == "self":
@@ -188,8 +188,10 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
 
             extra = MultitaskAux(student, r.distill.multitask, doc_text, seed)
             objective.add_module("aux", extra)  # its MLM head trains with the student
+        if hasattr(targets, "prepare"):  # a teacher in the step: its passages in one fixed plan, resumable
+            targets.prepare(examples, train.queries, scratch / "teacher")
         if r.distill.variant == "online" and r.distill.online.remine_every:
-            refresh = _remine_hook(ctx, train, doc_text)
+            refresh = _remine_hook(ctx, train, doc_text, targets)
         info.update(train_student(student, examples, train.queries, doc_text, targets, objective, r.train, seed,
                                   out, scratch, extra_step=extra, refresh=refresh))
         if hasattr(targets, "teacher") and hasattr(targets.teacher, "calls"):
@@ -201,7 +203,7 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     return info
 
 
-def _remine_hook(ctx: RunContext, train: Dataset, doc_text):
+def _remine_hook(ctx: RunContext, train: Dataset, doc_text, targets=None):
     from harness.distill.remine import remine_examples, student_top_k
 
     cfg = ctx.recipe.distill.online
@@ -214,7 +216,10 @@ def _remine_hook(ctx: RunContext, train: Dataset, doc_text):
         log.info("online: re-mining negatives with the student at step %d", step)
         top = student_top_k(student, [d.doc_id for d in docs], [doc_text(d.doc_id) for d in docs],
                             {q: train.queries[q] for q in {q for q, _ in examples}}, cfg.remine_depth)
-        return remine_examples(examples, top, positives, training_seed(ctx.recipe), step)
+        new = remine_examples(examples, top, positives, training_seed(ctx.recipe), step)
+        if hasattr(targets, "prepare"):
+            targets.prepare(new, train.queries)  # the new negatives, in a plan fixed by the new examples
+        return new
 
     return refresh
 

@@ -51,6 +51,14 @@ class OnlineTargets(TargetSource):
         self.teacher = teacher
         self.pools = pools or {}
 
+    def prepare(self, examples: Sequence[tuple[str, Sequence[str]]], queries: Mapping[str, str], partial=None) -> None:
+        """Before training (and after each re-mining): the teacher's cached state for every example, in one
+        plan fixed by the examples, so a step's targets never depend on which steps ran in this process
+        (a resumed run scores every batch as an uninterrupted one did)."""
+        from harness.teachers.base import Request
+
+        self.teacher.prepare([Request(q, queries[q], list(docs), self.pools.get(q)) for q, docs in examples], partial)
+
     def __call__(self, qids, doc_ids, queries, device):
         from harness.teachers.base import Request
 

@@ -168,6 +168,10 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
         if state.get("extra_rng") is not None and getattr(extra_step, "generator", None) is not None:
             extra_step.generator.set_state(state["extra_rng"])  # multi-task masks
         start, history = state["step"], state["history"]
+        if state.get("examples") is not None:  # re-mined negatives in force at the checkpoint
+            examples = [(q, tuple(d)) for q, d in state["examples"]]
+            if hasattr(targets, "prepare"):
+                targets.prepare(examples, queries)
         log.info("train: resuming from step %d of %d (checkpoint in %s)", start, n_steps, scratch)
     if objective.distill.target_scale == "auto" and objective.distill.variant != "margin" and start == 0:
         _calibrate(student, objective, examples, order, queries, doc_text, targets, train.batch_queries)
@@ -216,6 +220,7 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
                                         else None,
                                         "extra_rng": extra_step.generator.get_state()
                                         if getattr(extra_step, "generator", None) is not None else None,
+                                        "examples": list(examples) if refresh is not None else None,
                                         "history": history})
     seconds = time.perf_counter() - t0
     student.eval()
