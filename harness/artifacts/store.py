@@ -145,29 +145,16 @@ class Stage:
         t0 = time.perf_counter()
         problem = self.verify()
         if problem is None and not self.store.force:
-            manifest = self.manifest()
-            self.info = manifest.get("info", {})
-            log.info("reuse  %s %s (%s)", self.name, self.hash[:12], _rel(self.dir))
-            self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True,
-                                                  time.perf_counter() - t0, self.info,
-                                                  float(manifest.get("seconds") or 0.0)))
-            self.store.ready.add(self.hash)
+            self._reuse(t0)
             yield None
             return
         with stage_lock(self.dir, f"{self.name} {self.hash[:12]}"):
-            if not self.store.force and problem is not None and self.verify() is None:
-                # built by another process while this one waited for the lock
-                manifest = self.manifest()
-                self.info = manifest.get("info", {})
-                log.info("reuse  %s %s (%s, built meanwhile by another process)", self.name, self.hash[:12],
-                         _rel(self.dir))
-                self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True,
-                                                      time.perf_counter() - t0, self.info,
-                                                      float(manifest.get("seconds") or 0.0)))
-                self.store.ready.add(self.hash)
-                yield None
-                return
-            problem = self.verify()
+            if problem is not None:
+                problem = self.verify()  # another process may have built it while this one waited
+                if problem is None and not self.store.force:
+                    self._reuse(t0, ", built meanwhile by another process")
+                    yield None
+                    return
             if problem not in (None, "missing"):
                 aside = self.dir.with_name(f"{self.dir.name}.corrupt-{int(time.time())}")
                 log.warning("stage %s at %s is unusable (%s): moved to %s and recomputed",
@@ -193,6 +180,15 @@ class Stage:
             self.store.ready.add(self.hash)
             self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), False, seconds, self.info,
                                                   seconds))
+
+    def _reuse(self, t0: float, note: str = "") -> None:
+        """Take the finished stage as it is: its info, a log line and a record of this run's use of it."""
+        manifest = self.manifest()
+        self.info = manifest.get("info", {})
+        log.info("reuse  %s %s (%s%s)", self.name, self.hash[:12], _rel(self.dir), note)
+        self.store.records.append(StageRecord(self.name, self.hash, str(self.dir), True, time.perf_counter() - t0,
+                                              self.info, float(manifest.get("seconds") or 0.0)))
+        self.store.ready.add(self.hash)
 
     def _publish(self, tmp: Path) -> None:
         old = None

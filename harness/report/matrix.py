@@ -25,9 +25,9 @@ SHOWN = {"none": "untrained"}  # variant names as tables show them
 
 def family_of(run: RunResult) -> "tuple[str, str] | None":
     """(student family, distillation variant) of a student run, from its manifest's recipe config."""
-    cfg = (run.manifest or {}).get("config") or {}
-    if cfg.get("method", run.method) != "student" or run.method != "student":
+    if run.method != "student":
         return None
+    cfg = (run.manifest or {}).get("config") or {}
     family = (cfg.get("student") or {}).get("family")
     variant = (cfg.get("distill") or {}).get("variant", "static")
     return (str(family), str(variant)) if family else None
