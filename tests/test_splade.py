@@ -104,6 +104,24 @@ def test_vocab_max_pool_matches_the_naive_path():
     assert torch.autograd.gradcheck(lambda h, w, c: vocab_max_pool(h, mask, w, c), (h, w, c))
 
 
+def test_vocab_max_pool_inference_path_and_bf16_autocast():
+    """Without gradients the pool keeps no arg-max but gives the same values; under bf16 autocast the logits
+    stay in bf16 (no fp32 copy of every (b, t, j) logit) and the output is fp32, close to the fp32 result."""
+    torch.manual_seed(1)
+    h, w, c = torch.randn(4, 9, 32), torch.randn(50, 32) * 0.3, torch.randn(50)
+    mask = torch.ones(4, 9)
+    mask[2, 3:] = 0
+    tracked = vocab_max_pool(h.requires_grad_(), mask, w, c).detach()
+    with torch.inference_mode():
+        plain = vocab_max_pool(h.detach(), mask, w, c)
+        naive = (h.detach() @ w.T + c).masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = vocab_max_pool(h.detach(), mask, w, c)
+    assert torch.equal(tracked, plain)
+    assert torch.allclose(plain, naive, atol=1e-5)
+    assert low.dtype == torch.float32 and torch.allclose(low, naive, atol=0.1) and not torch.equal(low, naive)
+
+
 def test_gradients_flow_and_save_load_round_trip(tiny_mlm, tmp_path):
     s = splade(tiny_mlm)
     loss = s.score_groups(s.encode_queries(TEXTS[:2]), s.encode_docs(TEXTS)).sum()

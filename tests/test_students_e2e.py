@@ -36,7 +36,8 @@ def run(runs, recipe, *extra):
 @pytest.mark.parametrize("family", ["splade", "colbert"])
 def test_distilled_student_beats_the_untrained_one(runs, data_dir, family):
     untrained = run(runs, f"scifact/{family}-untrained")
-    trained = run(runs, f"scifact/{family}-static")
+    # served from the family's index (the ColBERT suite recipes search exhaustively), exhaustive search beside
+    trained = run(runs, f"scifact/{family}-static", "--set", 'index.search="index"', "--set", 'index.exact="always"')
     u, t = untrained["results"][DS]["nDCG@10"], trained["results"][DS]["nDCG@10"]
     assert t > u + 0.01, (family, u, t)
     figures = trained["figures"][DS]
@@ -52,6 +53,16 @@ def test_distilled_student_beats_the_untrained_one(runs, data_dir, family):
         assert untrained["figures"][DS]["avg_doc_terms"] <= 300  # the sparse start
     else:
         assert figures["bytes_per_token"] > 0
+    # the same student served with no index (index.search = "exact"): its run is the exhaustive search the
+    # indexed run was measured against, so every figure equals that side search's
+    exact = run(runs, f"scifact/{family}-static", "--set", 'index.search="exact"',
+                "--set", f"name=exact-{family}")
+    assert exact["results"][DS] == trained["exact"][DS]
+    assert exact["figures"][DS]["search"] == "exact" and "exact" not in exact
+    assert exact["figures"][DS]["latency_ms_p50"] > 0
+    index_dirs = [Path(s["dir"]) for s in json.loads((runs / f"exact-{family}" / "manifest.json").read_text())["stages"]
+                  if s["name"] == f"{family}-index"]
+    assert index_dirs and not (index_dirs[0] / "index").exists()  # no PLAID / Lucene index was built
 
 
 @pytest.mark.parametrize("variant", ["online", "self", "margin", "multitask"])

@@ -35,6 +35,11 @@ def _student_identity(ctx: RunContext) -> dict[str, Any]:
         # build_splade re-calibrates a cut SPLADE's head under calibrate="auto" (it did not when the first
         # SciFact suite was cached): a different student, so a different key; uncut students keep theirs
         identity["sparse_start"] = "calibrated after truncation"
+    if s.family == "splade":
+        from harness.students.maxpool import VERSION
+
+        if VERSION > 1:  # the pooled values changed numerically: calibration, training and encoding differ
+            identity["maxpool"] = VERSION
     return identity
 
 
@@ -239,9 +244,10 @@ def student_index_stage(ctx: RunContext, ds: Dataset) -> Stage:
     _, doc_len = eval_lengths(r)
     trained = student_stage(ctx)
     family = r.student.family
+    approximate = r.index.search == "index"
     index_cfg = {"splade": {"impact": vars(r.index.impact)}, "colbert": {"plaid": {
         k: v for k, v in vars(r.index.plaid).items() if k in ("nbits", "kmeans_niters")}},
-        "dense": {"faiss": vars(r.index.faiss)}}[family]
+        "dense": {"faiss": vars(r.index.faiss)}}[family] if approximate else {"search": "exact"}
     stage = ctx.store.stage(f"{family}-index", {"student": trained.hash, "corpus": ds.corpus_fingerprint(),
                                                "fields": list(r.data.doc_fields), "doc_max_len": doc_len,
                                                **index_cfg,
@@ -252,7 +258,7 @@ def student_index_stage(ctx: RunContext, ds: Dataset) -> Stage:
             docs = list(ds.docs())
             stage.info.update(index_corpus(family, student, [d.doc_id for d in docs],
                                            [d.contents(r.data.doc_fields) for d in docs], out, r.index,
-                                           doc_len))
+                                           doc_len, approximate))
     return stage
 
 
@@ -266,8 +272,9 @@ def student_method(ctx: RunContext, ds: Dataset):
     query_len, _ = eval_lengths(r)
     index = student_index_stage(ctx, ds)
     n_docs = index.info.get("documents", 0)
-    exact = r.index.exact == "always" or (r.index.exact == "auto" and n_docs <= r.index.exact_max_docs)
-    search_cfg = vars(r.index.plaid) if r.student.family == "colbert" else {}
+    approximate = r.index.search == "index"
+    exact = approximate and (r.index.exact == "always" or (r.index.exact == "auto" and n_docs <= r.index.exact_max_docs))
+    search_cfg = vars(r.index.plaid) if r.student.family == "colbert" and approximate else {}
     key = {"index": index.hash, "topics": ds.topics_fingerprint(), "depth": r.eval.depth, "exact": exact,
            "search": search_cfg, "latency_queries": r.index.latency_queries, "query_max_len": query_len}
 
@@ -275,7 +282,7 @@ def student_method(ctx: RunContext, ds: Dataset):
         student = load_trained_student(ctx)
         t0 = time.perf_counter()
         run, exact_run, figures = search_corpus(r.student.family, student, index.dir, ds.queries, r.eval.depth,
-                                                r.index, exact, query_len)
+                                                r.index, exact, query_len, approximate)
         write_trec(run, out / "run.trec", tag=ctx.loaded.name)
         if exact_run is not None:
             write_trec(exact_run, out / "exact.trec", tag=f"{ctx.loaded.name}-exact")

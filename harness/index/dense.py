@@ -52,8 +52,21 @@ def dense_search(index_dir: Path, queries: np.ndarray, k: int, cfg) -> list[list
     return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
 
 
-def exact_dense_search(index_dir: Path, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    vectors = np.load(index_dir / "vectors.npy")
+def save_vectors(vectors: np.ndarray, index_dir: Path) -> dict:
+    """Keep the passage vectors only (no FAISS index): what an exact search with :func:`top_k_dense` reads."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    vectors = np.ascontiguousarray(vectors.astype(np.float32))
+    np.save(index_dir / "vectors.npy", vectors)
+    return {"documents": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "index_bytes": vectors.nbytes,
+            "faiss": None}
+
+
+def load_vectors(index_dir: Path) -> np.ndarray:
+    return np.load(index_dir / "vectors.npy")
+
+
+def top_k_dense(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Exhaustive inner product, top-``k`` best first (ties: lower position first)."""
     scores = queries.astype(np.float32) @ vectors.T
     kk = min(k, vectors.shape[0])
     out = []
@@ -62,3 +75,7 @@ def exact_dense_search(index_dir: Path, queries: np.ndarray, k: int) -> list[lis
         top = top[np.argsort(-row[top], kind="stable")]
         out.append([(int(i), float(row[i])) for i in top])
     return out
+
+
+def exact_dense_search(index_dir: Path, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    return top_k_dense(load_vectors(index_dir), queries, k)

@@ -88,34 +88,48 @@ class ImpactSearcher:
         return out
 
 
+class ExactSparse:
+    """Exhaustive dot products of the unquantised weights (scipy sparse), the passages' matrix built once."""
+
+    def __init__(self, doc_ids: Sequence[str], doc_reps: Sequence[dict[str, float]]):
+        from scipy import sparse
+
+        self.doc_ids = list(doc_ids)
+        self.vocab: dict[str, int] = {}
+        rows, cols, vals = [], [], []
+        for i, rep in enumerate(doc_reps):
+            for term, w in rep.items():
+                rows.append(i)
+                cols.append(self.vocab.setdefault(term, len(self.vocab)))
+                vals.append(w)
+        self.docs_t = sparse.csr_matrix((vals, (rows, cols)), shape=(len(self.doc_ids), len(self.vocab)),
+                                        dtype=np.float32).T.tocsr()
+
+    def search(self, queries: dict[str, dict[str, float]], k: int) -> dict[str, list[tuple[str, float]]]:
+        from scipy import sparse
+
+        qids = list(queries)
+        rows, cols, vals = [], [], []
+        for i, qid in enumerate(qids):
+            for term, w in queries[qid].items():
+                j = self.vocab.get(term)
+                if j is not None:  # a term no passage has adds nothing
+                    rows.append(i)
+                    cols.append(j)
+                    vals.append(w)
+        qs = sparse.csr_matrix((vals, (rows, cols)), shape=(len(qids), len(self.vocab)), dtype=np.float32)
+        scores = (qs @ self.docs_t).toarray()
+        out = {}
+        kk = min(k, len(self.doc_ids))
+        for i, qid in enumerate(qids):
+            row = scores[i]
+            top = np.argpartition(-row, kk - 1)[:kk]
+            top = top[np.argsort(-row[top], kind="stable")]
+            out[qid] = [(self.doc_ids[j], float(row[j])) for j in top if row[j] > 0]
+        return out
+
+
 def exact_sparse_search(doc_ids: Sequence[str], doc_reps: Sequence[dict[str, float]],
                         queries: dict[str, dict[str, float]], k: int) -> dict[str, list[tuple[str, float]]]:
     """Exhaustive dot products of the unquantised weights (scipy sparse)."""
-    from scipy import sparse
-
-    vocab: dict[str, int] = {}
-
-    def matrix(reps: Sequence[dict[str, float]]):
-        rows, cols, vals = [], [], []
-        for i, rep in enumerate(reps):
-            for term, w in rep.items():
-                rows.append(i)
-                cols.append(vocab.setdefault(term, len(vocab)))
-                vals.append(w)
-        return rows, cols, vals
-
-    d_rows, d_cols, d_vals = matrix(doc_reps)
-    qids = list(queries)
-    q_rows, q_cols, q_vals = matrix([queries[q] for q in qids])
-    n_terms = len(vocab)
-    docs = sparse.csr_matrix((d_vals, (d_rows, d_cols)), shape=(len(doc_reps), n_terms), dtype=np.float32)
-    qs = sparse.csr_matrix((q_vals, (q_rows, q_cols)), shape=(len(qids), n_terms), dtype=np.float32)
-    scores = (qs @ docs.T).toarray()
-    out = {}
-    kk = min(k, len(doc_ids))
-    for i, qid in enumerate(qids):
-        row = scores[i]
-        top = np.argpartition(-row, kk - 1)[:kk]
-        top = top[np.argsort(-row[top], kind="stable")]
-        out[qid] = [(doc_ids[j], float(row[j])) for j in top if row[j] > 0]
-    return out
+    return ExactSparse(doc_ids, doc_reps).search(queries, k)

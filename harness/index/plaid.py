@@ -121,39 +121,57 @@ def plaid_search(index_dir: Path, query_embeddings: Sequence[np.ndarray], k: int
         return searcher.search(query_embeddings, k, n_ivf_probe, n_full_scores, batch_size)
 
 
-def _pad(arrays: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, T_max, dim) zero-padded float32 and its (N, T_max) bool mask."""
-    lengths = torch.tensor([a.shape[0] for a in arrays])
-    emb = torch.nn.utils.rnn.pad_sequence([_as_tensor(a) for a in arrays], batch_first=True).to(device)
-    mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
-    return emb, mask.to(device)
+MIN_BLOCK_TOKENS, MAX_BLOCK_TOKENS = 4096, 1 << 16
 
 
 def exact_maxsim_search(query_embeddings: Sequence[np.ndarray], doc_embeddings: Sequence[np.ndarray], k: int,
                         budget: int = 1 << 25, device: "str | None" = None) -> Hits:
     """Exhaustive MaxSim of every query against every document, top-``k`` best first (ties: lower
-    position first). Scoring runs in blocks of about ``budget`` query-token × document-token products."""
-    from harness.students.colbert import TokenVectors, maxsim_all
+    position first). Documents are taken in blocks of similar length (sorted by token count, so little of a
+    block is padding); one product scores all query tokens against a block's tokens (about ``budget``
+    query-token × document-token scores at once), then the max over each document's tokens and the sum
+    over each query's tokens. fp32 throughout, so the scores do not depend on the CPU's bf16 support.
 
+    Measured on 2 CPU cores (SciFact: 5,183 passages, 1.1M token vectors of 128 dims; 300 queries of 32
+    tokens): 34 s, about 40 G multiply-adds a second, against 350-800 s to build a PLAID index over the
+    same vectors."""
     if not query_embeddings:
         return []
     if not doc_embeddings:
         return [[] for _ in query_embeddings]
+    q_len = max(q.shape[0] for q in query_embeddings)
+    per_call = max(1, budget // (MIN_BLOCK_TOKENS * q_len))  # queries scored together: blocks stay ≥ 4096 tokens
+    if len(query_embeddings) > per_call:
+        return [hits for s in range(0, len(query_embeddings), per_call)
+                for hits in exact_maxsim_search(query_embeddings[s:s + per_call], doc_embeddings, k, budget, device)]
     dev = torch.device(_device(device))
     k = min(k, len(doc_embeddings))
-    scores = torch.empty(len(query_embeddings), len(doc_embeddings))
-    q_tokens = max(a.shape[0] for a in query_embeddings)
-    d_tokens = max(a.shape[0] for a in doc_embeddings)
-    q_step = max(1, min(len(query_embeddings), 64))
-    d_step = max(1, budget // (q_step * q_tokens * d_tokens))
+    queries = torch.nn.utils.rnn.pad_sequence([_as_tensor(q) for q in query_embeddings], batch_first=True).to(dev)
+    n_q, q_len, dim = queries.shape
+    q_lengths = torch.tensor([q.shape[0] for q in query_embeddings], device=dev)
+    q_pad = (torch.arange(q_len, device=dev)[None, :] >= q_lengths[:, None])  # (n_q, q_len)
+    flat_q = queries.reshape(n_q * q_len, dim)
+    lengths = np.array([d.shape[0] for d in doc_embeddings])
+    order = np.argsort(lengths, kind="stable")
+    block_tokens = max(1, min(MAX_BLOCK_TOKENS, budget // (n_q * q_len)))  # the padded block: ≤ 32 MB at 128 dims
+    scores = torch.empty(n_q, len(doc_embeddings))
     with torch.inference_mode():
-        for ds in range(0, len(doc_embeddings), d_step):
-            d = TokenVectors(*_pad(doc_embeddings[ds:ds + d_step], dev))
-            for qs in range(0, len(query_embeddings), q_step):
-                q = TokenVectors(*_pad(query_embeddings[qs:qs + q_step], dev))
-                scores[qs:qs + q_step, ds:ds + d_step] = maxsim_all(q, d).float().cpu()
-    values, order = torch.sort(scores, dim=1, descending=True, stable=True)
-    return [list(zip(o[:k].tolist(), v[:k].tolist())) for o, v in zip(order, values)]
+        start = 0
+        while start < len(order):
+            end = start + 1  # grow the block while (documents × its longest length) fits the budget
+            while end < len(order) and (end - start + 1) * lengths[order[end]] <= block_tokens:
+                end += 1
+            ids = order[start:end]
+            block = torch.nn.utils.rnn.pad_sequence([_as_tensor(doc_embeddings[i]) for i in ids],
+                                                    batch_first=True).to(dev)  # (B, T, dim)
+            n_b, t = block.shape[:2]
+            d_pad = torch.arange(t, device=dev)[None, :] >= torch.as_tensor(lengths[ids], device=dev)[:, None]
+            sim = (flat_q @ block.reshape(n_b * t, dim).T).view(n_q * q_len, n_b, t)
+            best = sim.masked_fill_(d_pad[None], float("-inf")).amax(dim=2).view(n_q, q_len, n_b)
+            scores[:, torch.from_numpy(ids)] = best.masked_fill_(q_pad[:, :, None], 0.0).sum(dim=1).float().cpu()
+            start = end
+    values, order_t = torch.sort(scores, dim=1, descending=True, stable=True)
+    return [list(zip(o[:k].tolist(), v[:k].tolist())) for o, v in zip(order_t, values)]
 
 
 def recall_against_exact(approx: Sequence[Sequence[tuple[Hashable, float]]],

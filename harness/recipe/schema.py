@@ -311,9 +311,14 @@ class FaissSection:
 
 @dataclass(frozen=True)
 class IndexSection:
+    search: Literal["index", "exact"] = param(
+        "index", doc="index: serve the student from its family's index (PLAID, Lucene impacts, FAISS); exact: "
+                     "build none and search exhaustively with the student's own vectors (MaxSim over every token "
+                     "vector, dot product of unquantised sparse weights, flat inner product): for small corpora, "
+                     "where building PLAID costs more than scoring every passage.")
     exact: Literal["auto", "always", "never"] = param(
         "auto", doc="Also search exhaustively (auto: corpora up to exact_max_docs) and report what the "
-                    "approximate index loses.")
+                    "approximate index loses (search = \"index\" only).")
     exact_max_docs: int = param(20000, doc="auto: the largest corpus searched exhaustively too.", check=positive)
     latency_queries: int = param(100, doc="Queries timed one at a time for latency p50/p95.", check=positive)
     impact: ImpactSection = param(ImpactSection)

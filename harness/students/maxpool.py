@@ -18,24 +18,42 @@ from __future__ import annotations
 
 import torch
 
-CHUNK_ELEMENTS = 1 << 25  # logits computed at once (~128 MB in float32)
+CHUNK_ELEMENTS = 1 << 25  # logits computed at once (~64 MB in bf16, 128 MB in float32)
+#: changes whenever the pooled values change numerically (part of SPLADE student and index stage keys)
+VERSION = 2  # 2: logits in the autocast dtype, bias added after the max
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+          track: bool) -> "tuple[torch.Tensor, torch.Tensor | None]":
+    """(B, V) pooled values in fp32 (or wider), and the arg-max token of each when ``track``."""
+    b, t, _ = hidden.shape
+    v = weight.shape[0]
+    out_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp32 even under bf16 autocast
+    kind = hidden.device.type
+    compute = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else hidden.dtype
+    values = torch.empty(b, v, dtype=out_dtype, device=hidden.device)
+    index = torch.empty(b, v, dtype=torch.long, device=hidden.device) if track else None
+    step = max(1, CHUNK_ELEMENTS // max(1, t * v))
+    pad = ~mask.bool()
+    w = weight.to(compute).T  # converted once, not per chunk
+    for s in range(0, b, step):
+        logits = torch.matmul(hidden[s:s + step].to(compute), w)  # (c, T, V), in the compute dtype throughout
+        logits.masked_fill_(pad[s:s + step].unsqueeze(-1), float("-inf"))
+        if index is not None:
+            top, index[s:s + step] = logits.max(dim=1)
+        else:  # inference: no arg-max to keep
+            top = logits.amax(dim=1)
+        values[s:s + step] = top
+    # the bias does not depend on the token: max_t(h_t·E_j + c_j) = max_t(h_t·E_j) + c_j, so it is added once
+    # per (b, j) in fp32, not to every (b, t, j) logit
+    values += bias.to(out_dtype)
+    return values, index
 
 
 class VocabMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-        b, t, _ = hidden.shape
-        v = weight.shape[0]
-        out_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp32 even under bf16 autocast
-        values = torch.empty(b, v, dtype=out_dtype, device=hidden.device)
-        index = torch.empty(b, v, dtype=torch.long, device=hidden.device)
-        step = max(1, CHUNK_ELEMENTS // max(1, t * v))
-        pad = ~mask.bool()
-        for s in range(0, b, step):
-            logits = torch.matmul(hidden[s:s + step], weight.T.to(hidden.dtype)) + bias.to(hidden.dtype)  # (c,T,V)
-            logits.masked_fill_(pad[s:s + step].unsqueeze(-1), float("-inf"))
-            top, arg = logits.max(dim=1)
-            values[s:s + step], index[s:s + step] = top.to(out_dtype), arg
+        values, index = _pool(hidden, mask, weight, bias, track=True)
         ctx.save_for_backward(hidden, weight, index)
         ctx.bias_dtype = bias.dtype
         return values
@@ -62,4 +80,6 @@ class VocabMaxPool(torch.autograd.Function):
 
 
 def vocab_max_pool(hidden: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return VocabMaxPool.apply(hidden, mask, weight, bias)
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad or bias.requires_grad):
+        return VocabMaxPool.apply(hidden, mask, weight, bias)
+    return _pool(hidden, mask, weight, bias, track=False)[0]
