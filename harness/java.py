@@ -22,6 +22,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
@@ -92,7 +93,10 @@ def start_jvm() -> None:
 
         if not jnius_config.vm_running:
             jnius_config.set_classpath(anserini_jar())
-            jnius_config.set_options(*shlex.split(os.environ.get("HARNESS_JAVA_OPTS", "")))
+            # a native crash (pyjnius at interpreter exit, a signal mid-call) must not drop hs_err_pid*.log
+            # into the user's working directory (a checkout, a runs directory): the JVM writes it to /tmp
+            crash_log = f"-XX:ErrorFile={tempfile.gettempdir()}/distill-harness-hs_err_pid%p.log"
+            jnius_config.set_options(crash_log, *shlex.split(os.environ.get("HARNESS_JAVA_OPTS", "")))
         try:
             import jnius  # noqa: F401  (this starts the JVM)
         except Exception as exc:  # pyjnius raises SystemError/JavaException/ImportError
