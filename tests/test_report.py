@@ -577,6 +577,7 @@ def test_write_expect_from_a_blessed_run_then_gate(gate_runs, tmp_path):
     scores = json.loads((good / "results.json").read_text())["results"]["beir/scifact/test[q50]"]
     assert "tolerance = 0.002" in text and f'"nDCG@10" = {round(scores["nDCG@10"], 4)}' in text
     assert '"RR@10"' not in text
+    assert str(tmp_path) not in text and "from run good (" in text  # no machine path in a committed file
     # the good run's per-query values are kept beside the expect file (seed 0: BM25 trains nothing)
     reference = (recipes / "blessed.expect.tsv").read_text().splitlines()
     assert reference[0] == "dataset\tquery_id\tmeasure\tmean\tseed-0" and len(reference) == 1 + 2 * 50

@@ -94,3 +94,19 @@ def test_every_variant_runs_end_to_end(runs, data_dir, variant):
 def _last_log_row(manifest) -> dict:
     student = [s for s in manifest["stages"] if s["name"].startswith("student-")][-1]
     return json.loads((Path(student["dir"]) / "train_log.jsonl").read_text().splitlines()[-1])
+
+
+def test_settings_a_student_never_reads_do_not_retrain_it(runs, data_dir):
+    """A static student's cache key holds the [distill] settings its objective reads, not another variant's."""
+    first = run(runs, "scifact/dense-static", "--set", "train.epochs=1.0")
+    other = run(runs, "scifact/dense-static", "--set", "train.epochs=1.0", "--set", "name=unread-settings",
+                "--set", "distill.online.remine_every=3", "--set", "distill.multitask.mlm=0.5",
+                "--set", "distill.temperature=2.0", "--set", "distill.margin=5.0", "--set", "distill.scale_a=3.0")
+    student = [s for s in json.loads((Path(other["run_dir"]) / "manifest.json").read_text())["stages"]
+               if s["name"] == "student-dense"]
+    assert student and all(s["reused"] for s in student)
+    assert other["results"] == first["results"]
+    changed = run(runs, "scifact/dense-static", "--set", "train.epochs=1.0", "--set", "name=read-settings",
+                  "--set", 'distill.pairs="all"')  # read by Margin-MSE: a different student
+    assert not [s for s in json.loads((Path(changed["run_dir"]) / "manifest.json").read_text())["stages"]
+                if s["name"] == "student-dense"][0]["reused"]

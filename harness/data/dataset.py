@@ -79,9 +79,6 @@ class Dataset:
     def doc_count(self) -> int:
         return sum(1 for _ in self.docs())
 
-    def fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.corpus_fingerprint()}|{self.topics_fingerprint()}".encode()).hexdigest()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r} from {self.source})"
 

@@ -79,6 +79,27 @@ def _targets(ctx: RunContext, variant: "str | None" = None) -> tuple[Any, dict[s
     raise ValueError(f"unknown distill.variant {variant!r}")
 
 
+def distill_key(recipe) -> dict[str, Any]:
+    """The ``[distill]`` settings the training objective reads, and no others: another variant's section
+    (``online``, ``self``, ``multitask``: in the targets' key when they are the variant's), the margin of the
+    margin variant (ditto), the temperature of a loss that is not KL, ``scale_a``/``scale_b`` unless the scale
+    is fixed. So changing a setting a student never reads does not retrain it."""
+    from harness.distill.trainer import resolve_loss
+
+    d = recipe.distill
+    loss = resolve_loss(recipe.student.family, d)
+    key: dict[str, Any] = {"variant": d.variant, "loss": loss}
+    if loss == "margin-mse":
+        key["pairs"] = "positive" if d.variant == "margin" else d.pairs
+    if loss == "kl":
+        key["temperature"] = d.temperature
+    if d.variant != "margin":
+        key["target_scale"] = d.target_scale
+        if d.target_scale == "fixed":
+            key["scale"] = [d.scale_a, d.scale_b]
+    return key
+
+
 def _load(stage: Stage):
     from harness.students import load_student
 
@@ -152,7 +173,7 @@ def student_stage(ctx: RunContext) -> Stage:
     if r.distill.variant != "none":
         targets, target_key = _targets(ctx)
         train_cfg = {k: v for k, v in vars(r.train).items() if k not in ("checkpoint_every", "seed")}
-        key.update(groups=groups_stage(ctx).hash, targets=target_key, distill=vars(r.distill), train=train_cfg,
+        key.update(groups=groups_stage(ctx).hash, targets=target_key, distill=distill_key(r), train=train_cfg,
                    flops={k: v for k, v in vars(r.student.splade).items() if k in ("lambda_q", "lambda_d", "flops_ramp")}
                    if r.student.family == "splade" else None)
     stage = ctx.store.stage(f"student-{r.student.family}", key, scope=SHARED)

@@ -544,7 +544,7 @@ def write_expect_files(runs: list[RunResult], tolerance: "float | None" = None,
                 expect[ds][m] = entry if len(entry) > 1 else v
         seeds = _train_seeds(run)
         header = (f"Expected scores of {rf.name} (the regression gate: harness check RUNS).\n"
-                  f"Written by `harness check --write-expect` from {run.dir} ({run.finished or 'unknown time'});\n"
+                  f"Written by `harness check --write-expect` from run {run.dir.name} ({run.finished or 'unknown time'});\n"
                   f"a later --write-expect replaces the datasets it evaluated and keeps the others. Per-query\n"
                   f"values of the reference: {_expect_name(rf.name)[: -len(EXPECT_SUFFIX)]}{REFERENCE_SUFFIX} "
                   f"(a drop beyond the tolerance fails only when a paired test says so).")

@@ -14,7 +14,6 @@ are re-rooted onto the folder the run is read from first (``<run_dir>/eval-.../p
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -285,35 +284,3 @@ def load_runs(paths: Iterable["str | Path"]) -> list[RunResult]:
         used.add(label)
         r.label = label
     return runs
-
-
-# ---- pandas views ----------------------------------------------------------------------------------------
-
-def results_frame(runs: list[RunResult]):
-    """Long table: one row per (recipe, dataset, measure) with the aggregate value and query count."""
-    import pandas as pd
-
-    rows = []
-    for r in runs:
-        for ds, values in r.results.items():
-            for m, v in values.items():
-                rows.append({"recipe": r.label, "method": r.method, "dataset": ds, "measure": m, "value": float(v),
-                             "queries": (r.payload.get("queries") or {}).get(ds)})
-    return pd.DataFrame(rows, columns=["recipe", "method", "dataset", "measure", "value", "queries"])
-
-
-EFFICIENCY_FIELDS = ["train_seconds", "teacher_pairs", "index_bytes", "avg_doc_terms", "avg_query_terms",
-                     "bytes_per_token", "latency_ms_p50", "latency_ms_p95", "docs_per_second"]
-
-
-def efficiency_frame(runs: list[RunResult]):
-    """One row per (recipe, dataset): the cost figures of :meth:`RunResult.efficiency` (NaN when unmeasured)."""
-    import pandas as pd
-
-    rows = []
-    for r in runs:
-        for ds in r.datasets:
-            eff = r.efficiency(ds)
-            rows.append({"recipe": r.label, "dataset": ds,
-                         **{k: (math.nan if eff[k] is None else eff[k]) for k in EFFICIENCY_FIELDS}})
-    return pd.DataFrame(rows, columns=["recipe", "dataset", *EFFICIENCY_FIELDS])

@@ -140,7 +140,3 @@ class Student(torch.nn.Module):
 
     def _save_model(self, path: Path) -> None:
         raise NotImplementedError
-
-
-def default_device() -> torch.device:
-    return get_device()

@@ -97,7 +97,3 @@ def _is_bert(path: Path) -> bool:
         return json.loads((Path(path) / "config.json").read_text()).get("model_type") == "bert"
     except (OSError, json.JSONDecodeError):
         return False
-
-
-def as_matrix(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    return np.ascontiguousarray(np.stack(vectors).astype(np.float32))

@@ -174,12 +174,6 @@ def build_splade(path: Path, settings: dict, calibration_texts: Sequence[str] = 
     return student
 
 
-def sparsity(reps: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Average non-zero terms, and the share of all documents each term is active in (for FLOPS)."""
-    lengths = np.array([len(r) for r in reps]) if reps else np.zeros(1)
-    return {"avg_terms": float(lengths.mean()), "max_terms": int(lengths.max())}
-
-
 def flops_estimate(queries: Sequence[dict[str, float]], docs: Sequence[dict[str, float]]) -> float:
     """Expected multiply-adds per (query, document) pair: Σ_j p_q(j)·p_d(j), with p(j) the fraction of
     queries (documents) in which term j is active (Paria et al., ICLR 2020; Formal et al. 2021)."""

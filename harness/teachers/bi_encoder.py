@@ -49,7 +49,6 @@ class DenseEncoder:
         self.device = device or get_device()
         self.model = model.to(self.device).eval()
         self.pooling, self.normalize, self.batch_size = pooling, normalize, batch_size
-        self.forward_calls = 0
 
     def encode(self, texts: Sequence[str], max_len: int, desc: str = "encode") -> np.ndarray:
         return self.encode_batches(texts, length_sorted_batches([len(t) for t in texts], self.batch_size), max_len,
@@ -69,7 +68,6 @@ class DenseEncoder:
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_len,
                                        return_tensors="pt").to(self.device)
                 hidden = self.model(**batch).last_hidden_state
-                self.forward_calls += 1
                 if self.pooling == "cls":
                     emb = hidden[:, 0]
                 else:

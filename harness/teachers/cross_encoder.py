@@ -47,7 +47,6 @@ class CrossEncoderScorer:
         self.tokenizer, self.max_len, self.batch_size = tokenizer, max_len, batch_size
         self.device = device or get_device()
         self.model = model.to(self.device).eval()
-        self.forward_calls = 0
 
     def encode_batch(self, queries: Sequence[str], passages: Sequence[str]):
         return self.tokenizer(list(queries), list(passages), padding=True, truncation="only_second",
@@ -58,7 +57,6 @@ class CrossEncoderScorer:
 
         with torch.inference_mode(), autocast(self.device):
             out = self.model(**batch).logits
-        self.forward_calls += 1
         return out[:, 0].float().cpu().numpy() if out.shape[1] == 1 else \
             (out[:, 1] - out[:, 0]).float().cpu().numpy()
 
