@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from harness.distill.groups import Group
-from harness.distill.losses import FLOPS, ListwiseKL, MarginMSE, PointwiseMSE, flops_weight
+from harness.distill.losses import LOSSES, REGULARISERS, Regularised
 from harness.encoding import autocast, precision, progress
 
 log = logging.getLogger("harness")
@@ -51,16 +51,18 @@ def make_examples(groups: Sequence[Group], group_size: int) -> list[tuple[str, t
 
 
 class Objective(torch.nn.Module):
-    """Main distillation loss (+ FLOPS for SPLADE), with optional score scaling."""
+    """The main distillation loss (``distill.loss``, from :data:`~harness.registry.LOSSES`), composed with
+    the FLOPS regulariser for a sparse student, with optional score scaling."""
 
     def __init__(self, family: str, distill, splade=None, total_steps: int = 1):
         super().__init__()
-        self.family, self.distill, self.splade, self.total_steps = family, distill, splade, total_steps
+        self.distill = distill
         self.loss_name = resolve_loss(family, distill)
-        pairs = "positive" if distill.variant == "margin" else distill.pairs
-        self.main = {"mse": PointwiseMSE(), "margin-mse": MarginMSE(pairs),
-                     "kl": ListwiseKL(distill.temperature)}[self.loss_name]
-        self.flops = FLOPS()
+        self.main = LOSSES[self.loss_name].from_settings(distill)
+        self.regularised = None
+        if family == "splade" and splade is not None:  # sparse representations: FLOPS keeps them indexable
+            self.regularised = Regularised(self.main, REGULARISERS["flops"](), splade.lambda_q, splade.lambda_d,
+                                           int(splade.flops_ramp * total_steps))
         self.learned = distill.target_scale == "learned" and distill.variant != "margin"
         if self.learned:
             self.alpha = torch.nn.Parameter(torch.tensor(1.0))
@@ -83,16 +85,9 @@ class Objective(torch.nn.Module):
             targets = self.scale[0] * targets + self.scale[1]
         if self.learned:
             scores = self.alpha * scores + self.beta
-        parts = {"distill": self.main(scores, targets)}
-        if self.family == "splade" and self.splade is not None:
-            ramp = int(self.splade.flops_ramp * self.total_steps)
-            lq = flops_weight(self.splade.lambda_q, step, ramp)
-            ld = flops_weight(self.splade.lambda_d, step, ramp)
-            if lq:
-                parts["flops_q"] = lq * self.flops(q_rep)
-            if ld:
-                parts["flops_d"] = ld * self.flops(d_rep)
-        return sum(parts.values()), parts
+        if self.regularised is not None:
+            return self.regularised(scores, targets, q_rep, d_rep, step)
+        return (loss := self.main(scores, targets)), {"distill": loss}
 
 
 def _calibrate(student, objective, examples, order, queries, doc_text, targets, batch_queries: int,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.recipe.fields import between, non_empty, non_negative, one_of, param, positive, positive_at_most
+from harness.registry import LOSSES
 
 
 def _measure_check(measures: list[str]) -> "str | None":
@@ -266,8 +267,9 @@ class DistillSection:
         "static", doc="Where the targets come from: none (the untrained student), static (the answer key), "
                       "online (teacher in the loop), self (a larger trained student), margin (a constant "
                       "margin, no teacher), multitask (a base variant + MLM + in-batch contrastive).")
-    loss: Literal["auto", "mse", "margin-mse", "kl"] = param(
-        "auto", doc="auto: splade → mse (+ FLOPS), colbert and dense → margin-mse.")
+    loss: str = param(
+        "auto", doc="A registered loss (shipped: mse, margin-mse, kl; plug-ins add theirs); auto: splade → mse "
+                    "(+ FLOPS), colbert and dense → margin-mse.", check=LOSSES.check("auto"))
     pairs: Literal["all", "positive"] = param(
         "all", doc="margin-mse: every pair of the group, or the positive against each negative.")
     margin: float = param(1.0, doc="The margin variant's target s(q,p+) − s(q,p−).", check=positive)

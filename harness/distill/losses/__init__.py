@@ -1,5 +1,8 @@
 """Small composable losses, one per module, each with its equation and paper (cf. sentence-transformers' losses/).
 
+Importing this package registers the shipped losses (``LOSSES``: mse, margin-mse, kl) and regularisers
+(``REGULARISERS``: flops); a plug-in registers its own the same way (see :mod:`harness.registry`).
+
 Scores are (B, G) tensors: B queries, each with a group of G passages, the positive first.
 """
 
@@ -9,6 +12,8 @@ from harness.distill.losses.kl import ListwiseKL
 from harness.distill.losses.margin_mse import MarginMSE
 from harness.distill.losses.mlm import MaskedLM, mask_tokens
 from harness.distill.losses.mse import PointwiseMSE
+from harness.distill.losses.regularised import Regularised
+from harness.registry import LOSSES, REGULARISERS
 
-__all__ = ["FLOPS", "InBatchContrastive", "ListwiseKL", "MarginMSE", "MaskedLM", "PointwiseMSE", "flops_weight",
-           "mask_tokens"]
+__all__ = ["FLOPS", "InBatchContrastive", "LOSSES", "ListwiseKL", "MarginMSE", "MaskedLM", "PointwiseMSE", "REGULARISERS",
+           "Regularised", "flops_weight", "mask_tokens"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.registry import REGULARISERS
+
 
 def flops_weight(lam: float, step: int, ramp_steps: int) -> float:
     if ramp_steps <= 0:
@@ -21,6 +23,9 @@ def flops_weight(lam: float, step: int, ramp_steps: int) -> float:
     return lam * min(1.0, (step / ramp_steps) ** 2)
 
 
+@REGULARISERS.register("flops")
 class FLOPS(torch.nn.Module):
+    """Args: none; the weight λ and its ramp belong to :class:`~harness.distill.losses.regularised.Regularised`."""
+
     def forward(self, reps: torch.Tensor) -> torch.Tensor:
         return torch.sum(torch.mean(torch.abs(reps), dim=0) ** 2)

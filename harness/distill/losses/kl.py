@@ -11,8 +11,17 @@ from __future__ import annotations
 
 import torch
 
+from harness.registry import LOSSES
 
+
+@LOSSES.register("kl")
 class ListwiseKL(torch.nn.Module):
+    """Args: ``temperature`` τ (``distill.temperature``)."""
+
+    @classmethod
+    def from_settings(cls, distill) -> "ListwiseKL":
+        return cls(distill.temperature)
+
     def __init__(self, temperature: float = 1.0):
         super().__init__()
         self.temperature = temperature

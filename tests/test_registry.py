@@ -1,0 +1,85 @@
+"""Registries: shipped names come from where the implementations are defined; unknown and taken names are errors."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from harness.registry import LOSSES, REGULARISERS, Registry, UnknownName
+
+
+def test_shipped_losses_and_regularisers_are_registered():
+    assert {"mse", "margin-mse", "kl"} <= set(LOSSES.names())
+    assert "flops" in REGULARISERS
+
+
+def test_an_unknown_name_is_one_line_listing_the_registered_ones():
+    with pytest.raises(UnknownName) as err:
+        LOSSES["margin_mse"]
+    assert str(err.value) == f"unknown loss 'margin_mse'; registered: {', '.join(LOSSES.names())}"
+    assert "\n" not in str(err.value)
+
+
+def test_a_taken_name_cannot_be_replaced():
+    reg = Registry("thing", "harness.registry")
+    reg.register("a")(int)
+    reg.register("a")(int)  # the same object again (a module imported twice) is fine
+    with pytest.raises(ValueError, match="'a' is registered already"):
+        reg.register("a")(float)
+
+
+def test_a_registered_loss_is_accepted_by_recipes_and_used_by_the_objective(tmp_path):
+    from harness.distill.trainer import Objective
+    from harness.errors import RecipeError
+    from harness.recipe import load_recipe
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('extends = "scifact/dense-static"\n[distill]\nloss = "test-hinge"\n')
+    with pytest.raises(RecipeError, match=r"distill\.loss: expected one of auto, .*got \"test-hinge\""):
+        load_recipe(str(recipe))
+
+    @LOSSES.register("test-hinge")
+    class Hinge(torch.nn.Module):
+        @classmethod
+        def from_settings(cls, distill):
+            return cls()
+
+        def forward(self, scores, targets):
+            return torch.relu(1 - (scores[:, :1] - scores[:, 1:])).mean()
+
+    try:
+        loaded = load_recipe(str(recipe))
+        assert loaded.recipe.distill.loss == "test-hinge"
+        objective = Objective("dense", loaded.recipe.distill)
+        scores = torch.tensor([[2.0, 0.5, 1.5]])
+        loss, parts = objective(None, None, scores, torch.zeros(1, 3), step=1)
+        assert isinstance(objective.main, Hinge) and float(loss) == pytest.approx((0 + 0.5) / 2)
+    finally:
+        LOSSES._items.pop("test-hinge")
+
+
+def test_flops_composes_with_any_loss():
+    from harness.distill.losses import FLOPS, ListwiseKL, Regularised
+
+    loss = Regularised(ListwiseKL(), FLOPS(), query_weight=0.5, doc_weight=0.0, ramp_steps=4)
+    scores, targets = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    q = torch.tensor([[1.0, 0.0], [1.0, 2.0]])
+    total, parts = loss(scores, targets, q, q, step=2)
+    assert set(parts) == {"distill", "flops_q"}  # λ_d = 0: no passage term
+    assert float(parts["flops_q"]) == pytest.approx(0.5 * (2 / 4) ** 2 * (1.0 ** 2 + 1.0 ** 2))
+    assert float(total) == pytest.approx(float(parts["distill"] + parts["flops_q"]))
+
+
+def test_objective_keeps_splade_flops_and_the_loss_name():
+    from harness.distill.trainer import Objective
+
+    distill = SimpleNamespace(variant="static", loss="auto", pairs="all", temperature=1.0, target_scale="none",
+                              scale_a=1.0, scale_b=0.0)
+    splade = SimpleNamespace(lambda_q=0.01, lambda_d=0.008, flops_ramp=0.0)
+    obj = Objective("splade", distill, splade, total_steps=10)
+    assert obj.loss_name == "mse"
+    reps = torch.rand(4, 30)
+    _, parts = obj(reps, reps, torch.rand(2, 2), torch.rand(2, 2), step=1)
+    assert set(parts) == {"distill", "flops_q", "flops_d"}
