@@ -527,7 +527,8 @@ def main() -> int:
         if family == "colbert" and doc_reps is not None and q_reps is not None:
             with rep.section("colbert: PLAID (fast-plaid)"):
                 from harness.evaluate import evaluate
-                from harness.index.plaid import PlaidSearcher, build_plaid, disk_bytes, recall_against_exact
+                from harness.index.base import overlap_at_k
+                from harness.index.plaid import PlaidSearcher, build_plaid, disk_bytes
 
                 p = r.index.plaid
                 knobs = {"n_ivf_probe": p.n_ivf_probe, "n_full_scores": p.n_full_scores}
@@ -558,8 +559,8 @@ def main() -> int:
                     size = disk_bytes(index_dir)
                 run = {q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, hits)}
                 agg, _ = evaluate(run, test.qrels, MEASURES)
-                overlap10 = recall_against_exact(hits, exact_hits, 10)
-                overlap100 = recall_against_exact(hits, exact_hits, 100)
+                overlap10 = overlap_at_k(hits, exact_hits, 10)
+                overlap100 = overlap_at_k(hits, exact_hits, 100)
                 fig["plaid"] = {
                     "index_seconds": index_seconds, "index_seconds_harness": built["seconds"], "tokens": built["tokens"],
                     "index_bytes": size, "bytes_per_token": size / max(built["tokens"], 1), "nbits": p.nbits,
@@ -707,20 +708,19 @@ def exact_search(family: str, q_reps, doc_reps, doc_ids, qids, device: str):
         return ({q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, hits)}, hits,
                 {"search": "harness.index.plaid.exact_maxsim_search (torch, on the device)"})
     if family == "splade":
-        from harness.index.impact import exact_sparse_search
+        from harness.index.impact import ImpactIndex
         from harness.students.splade import flops_estimate
 
-        run = exact_sparse_search(doc_ids, doc_reps, dict(zip(qids, q_reps)), DEPTH)
-        return run, None, {"search": "harness.index.impact.exact_sparse_search (scipy; Lucene impact index skipped)",
-                           "avg_query_terms": float(np.mean([len(r) for r in q_reps])),
-                           "flops": flops_estimate(q_reps, doc_reps)}
-    from harness.index.dense import exact_dense_search
+        hits = ImpactIndex.exhaustive(q_reps, doc_reps, DEPTH)
+        return ({q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, hits)}, None,
+                {"search": "harness.index.impact.ImpactIndex.exhaustive (scipy; Lucene impact index skipped)",
+                 "avg_query_terms": float(np.mean([len(r) for r in q_reps])),
+                 "flops": flops_estimate(q_reps, doc_reps)})
+    from harness.index.dense import FaissIndex
 
-    with tempfile.TemporaryDirectory(prefix="gpu-check-dense-") as tmp:
-        np.save(Path(tmp) / "vectors.npy", np.ascontiguousarray(np.stack(doc_reps).astype(np.float32)))
-        hits = exact_dense_search(Path(tmp), np.stack(q_reps), DEPTH)
+    hits = FaissIndex.exhaustive(q_reps, doc_reps, DEPTH)
     return ({q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, hits)}, None,
-            {"search": "harness.index.dense.exact_dense_search (numpy on vectors.npy; FAISS skipped)"})
+            {"search": "harness.index.dense.FaissIndex.exhaustive (numpy; FAISS skipped)"})
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ class Registry(Generic[T]):
         if not self._loaded:
             self._loaded = True
             importlib.import_module(self.home)
+            from harness.plugins import load_entry_points
+
+            load_entry_points()
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register the decorated class or function under ``name``."""
@@ -95,3 +98,6 @@ LOSSES: Registry[Any] = Registry("loss", "harness.distill.losses")
 #: regularisers of a student's representations (FLOPS for sparse ones). An entry is a ``torch.nn.Module``
 #: class with ``forward(reps (N, dim)) -> scalar``.
 REGULARISERS: Registry[Any] = Registry("regulariser", "harness.distill.losses")
+
+#: the students' indexes, by the family they serve: a :class:`harness.index.base.StudentIndex` subclass.
+INDEXES: Registry[Any] = Registry("index backend", "harness.index.backends")

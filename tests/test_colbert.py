@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from harness.errors import ModelError
-from harness.index.plaid import (PlaidSearcher, build_plaid, exact_maxsim_search, plaid_search,
-                                 recall_against_exact)
+from harness.index.base import overlap_at_k
+from harness.index.plaid import PlaidSearcher, build_plaid, exact_maxsim_search, plaid_search
 from harness.models import minilm_path
 from harness.students.colbert import (DENSE_DIR, DOC_PREFIX, QUERY_PREFIX, ColBERT, TokenVectors,
                                       _saved_projection, build_colbert, maxsim_all, maxsim_groups)
@@ -251,7 +251,7 @@ def test_plaid_round_trip_finds_the_document_itself(plaid_index):
         assert [s for _, s in row] == sorted((s for _, s in row), reverse=True)
         assert row[0][1] == pytest.approx(len(docs[target]), rel=0.05)  # self-match: ≈ one per token
     exact = exact_maxsim_search([docs[i] for i in targets], docs, k=5, device="cpu")
-    assert recall_against_exact(hits, exact, k=1) == 1.0
+    assert overlap_at_k(hits, exact, k=1) == 1.0
     assert plaid_search(index_dir, [], k=5, device="cpu") == []
     with PlaidSearcher(index_dir, device="cpu") as searcher:  # one open index, many searches
         assert [searcher.search([docs[i]], k=5)[0] for i in targets] == hits
@@ -273,14 +273,14 @@ def test_exact_search_agrees_with_a_brute_force_loop():
     assert len(exact_maxsim_search(queries, docs, k=100, device="cpu")[0]) == 23
 
 
-def test_recall_against_exact_on_hand_made_lists():
+def test_overlap_at_k_on_hand_made_lists():
     exact = [[(1, 9.0), (2, 8.0), (3, 7.0), (4, 6.0)], [(5, 3.0), (6, 2.0), (7, 1.0), (8, 0.5)]]
     approx = [[(2, 8.1), (1, 8.0), (9, 7.5), (3, 7.0)], [(8, 3.0), (9, 2.0), (5, 1.0)]]
-    assert recall_against_exact(approx, exact, k=1) == pytest.approx((0 + 0) / 2)
-    assert recall_against_exact(approx, exact, k=2) == pytest.approx((2 / 2 + 0 / 2) / 2)
-    assert recall_against_exact(approx, exact, k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
-    assert recall_against_exact(approx, exact, k=4) == pytest.approx((3 / 4 + 2 / 4) / 2)
-    assert recall_against_exact(exact, exact, k=3) == 1.0
-    assert recall_against_exact([[(1, 1.0)]], [[(1, 1.0)]], k=10) == 1.0  # corpus smaller than k
+    assert overlap_at_k(approx, exact, k=1) == pytest.approx((0 + 0) / 2)
+    assert overlap_at_k(approx, exact, k=2) == pytest.approx((2 / 2 + 0 / 2) / 2)
+    assert overlap_at_k(approx, exact, k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert overlap_at_k(approx, exact, k=4) == pytest.approx((3 / 4 + 2 / 4) / 2)
+    assert overlap_at_k(exact, exact, k=3) == 1.0
+    assert overlap_at_k([[(1, 1.0)]], [[(1, 1.0)]], k=10) == 1.0  # corpus smaller than k
     with pytest.raises(ValueError):
-        recall_against_exact(approx, exact[:1], k=2)
+        overlap_at_k(approx, exact[:1], k=2)

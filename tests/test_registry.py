@@ -83,3 +83,41 @@ def test_objective_keeps_splade_flops_and_the_loss_name():
     reps = torch.rand(4, 30)
     _, parts = obj(reps, reps, torch.rand(2, 2), torch.rand(2, 2), step=1)
     assert set(parts) == {"distill", "flops_q", "flops_d"}
+
+
+def test_every_family_has_an_index_and_re_mining_refuses_an_unknown_one():
+    from types import SimpleNamespace as NS
+
+    from harness.distill.remine import student_top_k
+    from harness.index.base import StudentIndex
+    from harness.registry import INDEXES
+
+    assert set(INDEXES.names()) == {"splade", "colbert", "dense"}
+    assert all(issubclass(INDEXES[f], StudentIndex) and INDEXES[f].family == f for f in INDEXES.names())
+    student = NS(family="lexical", infer_docs=lambda texts: texts, infer_queries=lambda texts: texts)
+    with pytest.raises(UnknownName, match="unknown index backend 'lexical'; registered: colbert, dense, splade"):
+        student_top_k(student, ["d1"], ["text"], {"q1": "query"}, k=5)
+
+
+def test_exhaustive_search_is_the_same_through_every_index():
+    """The three families' exact searches agree with a brute-force score matrix (ties: lower position first)."""
+    import numpy as np
+
+    from harness.index.dense import FaissIndex
+    from harness.index.impact import ImpactIndex
+    from harness.index.plaid import PlaidIndex
+
+    rng = np.random.default_rng(0)
+    docs = [rng.normal(size=4).astype(np.float32) for _ in range(6)]
+    docs[3] = docs[1].copy()  # a tie
+    q = [rng.normal(size=4).astype(np.float32)]
+    brute = np.stack(docs) @ q[0]
+    order = sorted(range(6), key=lambda i: (-brute[i], i))
+    assert [i for i, _ in FaissIndex.exhaustive(q, docs, 6)[0]] == order
+    # ColBERT with one token per text is the same inner product
+    assert [i for i, _ in PlaidIndex.exhaustive([x[None] for x in q], [d[None] for d in docs], 6)[0]] == order
+    sparse_docs = [{f"t{j}": float(v) for j, v in enumerate(d) if v > 0} for d in docs]
+    sparse_q = [{f"t{j}": float(v) for j, v in enumerate(q[0]) if v > 0}]
+    sb = np.array([sum(w * sparse_q[0].get(t, 0.0) for t, w in d.items()) for d in sparse_docs])
+    want = [i for i in sorted(range(6), key=lambda i: (-sb[i], i)) if sb[i] > 0]
+    assert [i for i, _ in ImpactIndex.exhaustive(sparse_q, sparse_docs, 6)[0]] == want

@@ -178,7 +178,7 @@ def test_raising_flops_lowers_the_number_of_active_terms(tiny_mlm):
 
 def test_impact_index_round_trip(tmp_path):
     """Known weights in, the expected order and (de-quantised) scores out; exact search agrees."""
-    from harness.index.impact import ImpactSearcher, build_impact_index, exact_sparse_search
+    from harness.index.impact import ImpactIndex, ImpactSearcher, build_impact_index
 
     docs = {"d1": {"apple": 1.0, "pie": 0.5}, "d2": {"apple": 0.2, "tart": 2.0}, "d3": {"banana": 1.5},
             "d4": {"pie": 1.2, "tart": 0.3}}
@@ -190,10 +190,11 @@ def test_impact_index_round_trip(tmp_path):
     for qid, hits in expect.items():
         assert [d for d, _ in run[qid]] == [d for d, _ in hits]
         assert [s for _, s in run[qid]] == pytest.approx([s for _, s in hits], abs=2e-2)
-    exact = exact_sparse_search(list(docs), list(docs.values()), queries, k=10)
-    for qid, hits in expect.items():
-        assert [d for d, _ in exact[qid]] == [d for d, _ in hits]
-        assert [s for _, s in exact[qid]] == pytest.approx([s for _, s in hits], abs=1e-6)
+    ids = list(docs)
+    exact = ImpactIndex.exhaustive([queries[q] for q in expect], list(docs.values()), k=10)
+    for hits_exact, hits in zip(exact, expect.values()):
+        assert [ids[i] for i, _ in hits_exact] == [d for d, _ in hits]  # passages sharing no term: left out
+        assert [s for _, s in hits_exact] == pytest.approx([s for _, s in hits], abs=1e-6)
 
 
 def test_flops_estimate():

@@ -12,30 +12,21 @@ import logging
 import random
 from typing import Mapping, Sequence
 
-import numpy as np
-
 log = logging.getLogger("harness")
 
 
 def student_top_k(student, doc_ids: Sequence[str], doc_texts: Sequence[str], queries: Mapping[str, str],
                   k: int) -> dict[str, list[str]]:
-    """Exhaustive top-k of the student over the given passages, per query."""
+    """Exhaustive top-k of the student over the given passages, per query (the family's index interface:
+    a family with no registered index is an error, not a silent dense search)."""
+    from harness.registry import INDEXES
+
+    backend = INDEXES[student.family]
     qids = list(queries)
     d_reps = student.infer_docs(doc_texts)
     q_reps = student.infer_queries([queries[q] for q in qids])
-    if student.family == "splade":
-        from harness.index.impact import exact_sparse_search
-
-        run = exact_sparse_search(doc_ids, d_reps, dict(zip(qids, q_reps)), k)
-        return {q: [d for d, _ in hits] for q, hits in run.items()}
-    if student.family == "colbert":
-        from harness.index.plaid import exact_maxsim_search
-
-        hits = exact_maxsim_search(q_reps, d_reps, k)
-        return {q: [doc_ids[i] for i, _ in h] for q, h in zip(qids, hits)}
-    scores = np.stack(q_reps) @ np.stack(d_reps).T
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return {q: [doc_ids[i] for i in row] for q, row in zip(qids, top)}
+    hits = backend.exhaustive(q_reps, d_reps, k)
+    return {q: [doc_ids[i] for i, _ in h] for q, h in zip(qids, hits)}
 
 
 def remine_examples(examples: Sequence[tuple[str, tuple[str, ...]]], top: Mapping[str, list[str]],

@@ -167,6 +167,8 @@ def student_stage(ctx: RunContext) -> Stage:
     # student that draws nothing, so every seed shares it and its indexes)
     from harness.students import RANDOM_INIT
 
+    if ctx.loaded.plugins:  # their source: editing a plug-in retrains what it trains
+        key["plugins"] = ctx.loaded.plugins
     if r.train.seed and (r.distill.variant != "none" or r.student.family in RANDOM_INIT):
         key["train_seed"] = r.train.seed
     targets = None

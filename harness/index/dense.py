@@ -65,17 +65,36 @@ def load_vectors(index_dir: Path) -> np.ndarray:
     return np.load(index_dir / "vectors.npy")
 
 
-def top_k_dense(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Exhaustive inner product, top-``k`` best first (ties: lower position first)."""
-    scores = queries.astype(np.float32) @ vectors.T
-    kk = min(k, vectors.shape[0])
-    out = []
-    for row in scores:
-        top = np.argpartition(-row, kk - 1)[:kk]
-        top = top[np.argsort(-row[top], kind="stable")]
-        out.append([(int(i), float(row[i])) for i in top])
-    return out
+# ---- the StudentIndex of the dense family ---------------------------------------------------------------
+
+from harness.index.base import StudentIndex, top_k  # noqa: E402
+from harness.registry import INDEXES  # noqa: E402
 
 
-def exact_dense_search(index_dir: Path, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    return top_k_dense(load_vectors(index_dir), queries, k)
+@INDEXES.register("dense")
+class FaissIndex(StudentIndex):
+    """Dense vectors: kept as ``index/vectors.npy`` for the exact inner product, and in a FAISS index (flat or
+    HNSW, ``index/faiss.index``) when approximate."""
+
+    family = "dense"
+
+    @classmethod
+    def write(cls, reps, out: Path, cfg, approximate: bool) -> dict:
+        vectors = np.stack(reps)
+        return build_dense_index(vectors, out / "index", cfg.faiss) if approximate else save_vectors(vectors, out / "index")
+
+    def __init__(self, directory: Path, cfg):
+        super().__init__(directory, cfg)
+        self._vectors: "np.ndarray | None" = None
+
+    @staticmethod
+    def exhaustive(q_reps, d_reps, k: int):
+        return top_k(np.stack(q_reps).astype(np.float32) @ np.stack(d_reps).astype(np.float32).T, k)
+
+    def search(self, q_reps, k: int):
+        return dense_search(self.directory / "index", np.stack(q_reps), k, self.cfg.faiss)
+
+    def exact(self, q_reps, k: int):
+        if self._vectors is None:
+            self._vectors = load_vectors(self.directory / "index")
+        return top_k(np.stack(q_reps).astype(np.float32) @ self._vectors.T, k)

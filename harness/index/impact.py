@@ -19,8 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
+from harness.index.base import Hits, StudentIndex, top_k
 from harness.index.lucene import default_threads
 from harness.java import autoclass, start_jvm
+from harness.registry import INDEXES
 
 
 def quantize(weights: dict[str, float], scale: int) -> dict[str, int]:
@@ -88,13 +90,38 @@ class ImpactSearcher:
         return out
 
 
+def save_sparse(path: Path, reps: Sequence[dict[str, float]]) -> None:
+    """Sparse weights as a CSR matrix (``doc_weights.npz``) and its term list (``terms.json``)."""
+    from scipy import sparse
+
+    vocab: dict[str, int] = {}
+    rows, cols, vals = [], [], []
+    for i, rep in enumerate(reps):
+        for term, w in rep.items():
+            rows.append(i)
+            cols.append(vocab.setdefault(term, len(vocab)))
+            vals.append(w)
+    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(reps), len(vocab)), dtype=np.float32)
+    sparse.save_npz(path / "doc_weights.npz", matrix)
+    (path / "terms.json").write_text(json.dumps(list(vocab)))
+
+
+def load_sparse(path: Path) -> list[dict[str, float]]:
+    from scipy import sparse
+
+    matrix = sparse.load_npz(path / "doc_weights.npz").tocsr()
+    terms = json.loads((path / "terms.json").read_text())
+    return [{terms[j]: float(v) for j, v in zip(matrix.indices[matrix.indptr[i]:matrix.indptr[i + 1]],
+                                                  matrix.data[matrix.indptr[i]:matrix.indptr[i + 1]])}
+            for i in range(matrix.shape[0])]
+
+
 class ExactSparse:
     """Exhaustive dot products of the unquantised weights (scipy sparse), the passages' matrix built once."""
 
-    def __init__(self, doc_ids: Sequence[str], doc_reps: Sequence[dict[str, float]]):
+    def __init__(self, doc_reps: Sequence[dict[str, float]]):
         from scipy import sparse
 
-        self.doc_ids = list(doc_ids)
         self.vocab: dict[str, int] = {}
         rows, cols, vals = [], [], []
         for i, rep in enumerate(doc_reps):
@@ -102,34 +129,79 @@ class ExactSparse:
                 rows.append(i)
                 cols.append(self.vocab.setdefault(term, len(self.vocab)))
                 vals.append(w)
-        self.docs_t = sparse.csr_matrix((vals, (rows, cols)), shape=(len(self.doc_ids), len(self.vocab)),
+        self.docs_t = sparse.csr_matrix((vals, (rows, cols)), shape=(len(doc_reps), len(self.vocab)),
                                         dtype=np.float32).T.tocsr()
 
-    def search(self, queries: dict[str, dict[str, float]], k: int) -> dict[str, list[tuple[str, float]]]:
+    def search(self, queries: Sequence[dict[str, float]], k: int) -> Hits:
+        """Top-``k`` (position, score) per query; passages sharing no term with the query are left out."""
         from scipy import sparse
 
-        qids = list(queries)
         rows, cols, vals = [], [], []
-        for i, qid in enumerate(qids):
-            for term, w in queries[qid].items():
+        for i, rep in enumerate(queries):
+            for term, w in rep.items():
                 j = self.vocab.get(term)
                 if j is not None:  # a term no passage has adds nothing
                     rows.append(i)
                     cols.append(j)
                     vals.append(w)
-        qs = sparse.csr_matrix((vals, (rows, cols)), shape=(len(qids), len(self.vocab)), dtype=np.float32)
-        scores = (qs @ self.docs_t).toarray()
-        out = {}
-        kk = min(k, len(self.doc_ids))
-        for i, qid in enumerate(qids):
-            row = scores[i]
-            top = np.argpartition(-row, kk - 1)[:kk]
-            top = top[np.argsort(-row[top], kind="stable")]
-            out[qid] = [(self.doc_ids[j], float(row[j])) for j in top if row[j] > 0]
-        return out
+        qs = sparse.csr_matrix((vals, (rows, cols)), shape=(len(queries), len(self.vocab)), dtype=np.float32)
+        return top_k((qs @ self.docs_t).toarray(), k, keep=lambda score: score > 0)
 
 
-def exact_sparse_search(doc_ids: Sequence[str], doc_reps: Sequence[dict[str, float]],
-                        queries: dict[str, dict[str, float]], k: int) -> dict[str, list[tuple[str, float]]]:
-    """Exhaustive dot products of the unquantised weights (scipy sparse)."""
-    return ExactSparse(doc_ids, doc_reps).search(queries, k)
+@INDEXES.register("splade")
+class ImpactIndex(StudentIndex):
+    """SPLADE weights: kept unquantised (``doc_weights.npz``, ``terms.json``) for the exact sparse product, and
+    in a Lucene impact index (``index/``) when approximate."""
+
+    family = "splade"
+
+    @classmethod
+    def write(cls, reps, out: Path, cfg, approximate: bool) -> dict:
+        save_sparse(out, reps)
+        lengths = np.array([len(r) for r in reps])
+        info = {"avg_doc_terms": round(float(lengths.mean()), 1), "max_doc_terms": int(lengths.max())}
+        if approximate:
+            doc_ids = [str(i) for i in range(len(reps))]  # Lucene ids are positions
+            info.update(build_impact_index(doc_ids, reps, out / "index", cfg.impact.quantization))
+        return info
+
+    def __init__(self, directory: Path, cfg):
+        super().__init__(directory, cfg)
+        self._lucene: "ImpactSearcher | None" = None
+        self._exact: "ExactSparse | None" = None
+        self._docs: "list[dict[str, float]] | None" = None
+
+    @staticmethod
+    def exhaustive(q_reps, d_reps, k: int) -> Hits:
+        return ExactSparse(d_reps).search(q_reps, k)
+
+    def _doc_reps(self) -> list[dict[str, float]]:
+        if self._docs is None:
+            self._docs = load_sparse(self.directory)
+        return self._docs
+
+    def _searcher(self) -> "ImpactSearcher":
+        if self._lucene is None:
+            self._lucene = ImpactSearcher(self.directory / "index", self.cfg.impact.quantization)
+        return self._lucene
+
+    def search(self, q_reps, k: int) -> Hits:
+        keys = [str(i) for i in range(len(q_reps))]
+        run = self._searcher().search(dict(zip(keys, q_reps)), k)
+        return [[(int(doc), score) for doc, score in run[key]] for key in keys]
+
+    def exact(self, q_reps, k: int) -> Hits:
+        if self._exact is None:
+            self._exact = ExactSparse(self._doc_reps())
+        return self._exact.search(q_reps, k)
+
+    def time_one(self, rep, k: int, approximate: bool = True) -> float:
+        if approximate:
+            return self._searcher().latencies({"q": rep}, k)[0]  # one thread, as a served query
+        return super().time_one(rep, k, approximate)
+
+    def figures(self, q_reps) -> dict:
+        from harness.students.splade import flops_estimate
+
+        return {"avg_query_terms": round(float(np.mean([len(r) for r in q_reps])), 1) if q_reps else 0.0,
+                "flops": round(flops_estimate(q_reps, self._doc_reps()), 3)}

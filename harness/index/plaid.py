@@ -7,8 +7,9 @@ centroid-only scores, and ranks the best ``n_full_scores`` with MaxSim over deco
 
     s(q, d) = Σ_i max_j q_i · d̃_j          d̃_j = centroid(d_j) + residual(d_j)  (approximate)
 
-:func:`exact_maxsim_search` scores every document with the true vectors (small corpora); with
-:func:`recall_against_exact` it measures what the approximate index loses.
+:func:`exact_maxsim_search` scores every document with the true vectors (small corpora; what the approximate
+index loses is :func:`harness.index.base.overlap_at_k`). :class:`PlaidIndex` is the family's
+:class:`~harness.index.base.StudentIndex`.
 
 fast-plaid is imported inside the functions: it pins one exact torch and loads native code at import.
 Its index directory is rebuilt from scratch by :func:`build_plaid` (``start_from_scratch=0``: no raw copy
@@ -18,10 +19,9 @@ are the index's own).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
-from typing import Hashable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -174,19 +174,54 @@ def exact_maxsim_search(query_embeddings: Sequence[np.ndarray], doc_embeddings: 
     return [list(zip(o[:k].tolist(), v[:k].tolist())) for o, v in zip(order_t, values)]
 
 
-def recall_against_exact(approx: Sequence[Sequence[tuple[Hashable, float]]],
-                         exact: Sequence[Sequence[tuple[Hashable, float]]], k: int) -> float:
-    """Mean over queries of |top-k approximate ∩ top-k exact| / k (k capped at the exact list's length, for
-    corpora smaller than k). NaN for no queries."""
-    if len(approx) != len(exact):
-        raise ValueError(f"{len(approx)} approximate result lists for {len(exact)} exact ones")
-    if not exact:
-        return math.nan
-    total = 0.0
-    for a, e in zip(approx, exact):
-        truth = {doc for doc, _ in e[:k]}
-        if not truth:
-            total += 1.0
-            continue
-        total += len({doc for doc, _ in a[:k]} & truth) / len(truth)
-    return total / len(exact)
+# ---- the StudentIndex of the ColBERT family --------------------------------------------------------------
+
+from harness.index.base import StudentIndex  # noqa: E402
+from harness.registry import INDEXES  # noqa: E402
+
+
+@INDEXES.register("colbert")
+class PlaidIndex(StudentIndex):
+    """ColBERT token vectors: kept as float16 (``doc_tokens.npy`` + ``doc_offsets.npy``) for exact MaxSim, and
+    PLAID-indexed (``index/``) when approximate."""
+
+    family = "colbert"
+
+    @classmethod
+    def write(cls, reps, out: Path, cfg, approximate: bool) -> dict:
+        lengths = np.array([len(r) for r in reps])
+        np.save(out / "doc_tokens.npy", np.concatenate(reps).astype(np.float16))
+        np.save(out / "doc_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        info = {"avg_doc_tokens": round(float(lengths.mean()), 1), "tokens": int(lengths.sum())}
+        if approximate:
+            built = build_plaid(list(reps), out / "index", nbits=cfg.plaid.nbits, kmeans_niters=cfg.plaid.kmeans_niters)
+            info.update(bytes_per_token=built["bytes_per_token"], index_bytes=built["bytes"],
+                        index_seconds=built["seconds"])
+        return info
+
+    def __init__(self, directory: Path, cfg):
+        super().__init__(directory, cfg)
+        self._plaid: "PlaidSearcher | None" = None
+        self._docs: "list[np.ndarray] | None" = None
+
+    @staticmethod
+    def exhaustive(q_reps, d_reps, k: int) -> Hits:
+        return exact_maxsim_search(q_reps, d_reps, k)
+
+    def search(self, q_reps, k: int) -> Hits:
+        if self._plaid is None:  # opened once: opening costs far more than a query
+            self._plaid = PlaidSearcher(self.directory / "index")
+        return self._plaid.search(q_reps, k, n_ivf_probe=self.cfg.plaid.n_ivf_probe,
+                                  n_full_scores=self.cfg.plaid.n_full_scores)
+
+    def exact(self, q_reps, k: int) -> Hits:
+        if self._docs is None:
+            tokens = np.load(self.directory / "doc_tokens.npy").astype(np.float32)
+            offsets = np.load(self.directory / "doc_offsets.npy")
+            self._docs = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+        return exact_maxsim_search(q_reps, self._docs, k)
+
+    def close(self) -> None:
+        if self._plaid is not None:
+            self._plaid.close()
+            self._plaid = None

@@ -35,6 +35,7 @@ class LoadedRecipe:
     files: tuple[Path, ...] = ()  # the file and every file it extends, child first
     config: dict[str, Any] = field(default_factory=dict)  # the validated recipe as plain data
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # dotted key -> file
+    plugins: dict[str, str] = field(default_factory=dict)  # plug-in as named -> SHA-256 of its source
 
     def source_of(self, dotted: str) -> str:
         """The file (or ``--set``) that gave a field its value, for error messages."""
@@ -51,8 +52,12 @@ class LoadedRecipe:
 
     @property
     def hash(self) -> str:
-        """Content hash of everything that changes results (the description does not)."""
-        return config_hash({k: v for k, v in self.config.items() if k not in ("description", "name")})
+        """Content hash of everything that changes results (the description does not; a plug-in by its source,
+        and a recipe without plug-ins hashes as it did before they existed)."""
+        data = {k: v for k, v in self.config.items() if k not in ("description", "name", "plugins")}
+        if self.plugins:
+            data["plugins"] = self.plugins
+        return config_hash(data)
 
 
 def config_hash(data: Any) -> str:
@@ -222,6 +227,7 @@ def load_recipe(spec: "str | os.PathLike[str]", overrides: "list[str] | tuple[st
             probe = probe.rpartition(".")[0]
         return top
 
+    plugins = _load_plugins(data.get("plugins", []), source_of("plugins"), files, top)
     problems = Problems(source_of)
     recipe = build(Recipe, data, "", problems)
     if problems.lines or recipe is None:
@@ -232,4 +238,19 @@ def load_recipe(spec: "str | os.PathLike[str]", overrides: "list[str] | tuple[st
         raise RecipeError([f"{source_of('name')}: name: expected at most {NAME_LIMIT} letters, digits, '.', '_', "
                            f"'+' or '-' (it names the run directory), got \"{shown}\""])
     return LoadedRecipe(recipe=recipe, path=path, overrides=tuple(overrides), files=tuple(files),
-                        config=to_dict(recipe), sources=dict(prov))
+                        config=to_dict(recipe), sources=dict(prov), plugins=plugins)
+
+
+def _load_plugins(specs: Any, source: str, files: list[Path], top: str) -> dict[str, str]:
+    """Import the recipe's plug-ins before its fields are checked (they register the names it may use). A
+    file is found relative to the recipe file that names it (the working directory for ``--set``)."""
+    from harness.plugins import load_plugin
+
+    if not isinstance(specs, list) or not all(isinstance(s, str) and s for s in specs):
+        return {}  # the schema reports the bad value
+    base = Path.cwd()
+    for f in files:
+        if _label(f) == source:
+            base = f.parent
+            break
+    return {spec: load_plugin(spec, base, f"{source}: plugins[{i}]") for i, spec in enumerate(specs)}

@@ -336,8 +336,10 @@ class Recipe:
                     "top teacher.rerank_depth; student = a student trained by [distill] and served from "
                     "its index.")
     description: str = param("", doc="Free text shown in reports.")
-    seed: int = param(42, doc="Random seed for everything that samples.", check=non_negative,
-)
+    seed: int = param(42, doc="Random seed for everything that samples.", check=non_negative)
+    plugins: list[str] = param([], doc="Python files (relative to the recipe that names them) or modules "
+                                       "imported before the recipe is checked: they register losses, "
+                                       "regularisers, … (docs/extending.md).")
     data: DataSection = param(DataSection)
     bm25: BM25Section = param(BM25Section)
     eval: EvalSection = param(EvalSection)

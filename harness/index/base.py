@@ -1,0 +1,99 @@
+"""One interface over the students' indexes (PyLate's ``indexes/base.py`` is the model).
+
+Every family's index — Lucene impacts (SPLADE), PLAID (ColBERT), FAISS (dense) — is a
+:class:`StudentIndex` registered in :data:`harness.registry.INDEXES` under the family it serves. The
+pipeline (:mod:`harness.index.students`) and re-mining (:mod:`harness.distill.remine`) only talk to this
+interface:
+
+* ``write(reps, out, cfg, approximate)`` keeps what an exhaustive search reads (sparse weights, token
+  vectors, vectors) and, when ``approximate``, builds the index; returns figures;
+* ``open(out, cfg)`` then ``search(q_reps, k)`` (the index) / ``exact(q_reps, k)`` (every passage scored);
+* ``exhaustive(q_reps, d_reps, k)``: the exact search over representations in memory (re-mining).
+
+Results are :data:`Hits`: per query, (position of the passage in the indexed order, score), best first.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+Hits = list[list[tuple[int, float]]]
+
+
+class StudentIndex:
+    family: ClassVar[str]  # the student family whose representations it holds
+
+    def __init__(self, directory: Path, cfg):
+        self.directory, self.cfg = Path(directory), cfg
+
+    @classmethod
+    def write(cls, reps: Sequence[Any], out: Path, cfg, approximate: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def open(cls, directory: Path, cfg) -> "StudentIndex":
+        return cls(directory, cfg)
+
+    @staticmethod
+    def exhaustive(q_reps: Sequence[Any], d_reps: Sequence[Any], k: int) -> Hits:
+        raise NotImplementedError
+
+    def search(self, q_reps: Sequence[Any], k: int) -> Hits:
+        raise NotImplementedError
+
+    def exact(self, q_reps: Sequence[Any], k: int) -> Hits:
+        raise NotImplementedError
+
+    def time_one(self, rep: Any, k: int, approximate: bool = True) -> float:
+        """Seconds to answer one query alone."""
+        t0 = time.perf_counter()
+        (self.search if approximate else self.exact)([rep], k)
+        return time.perf_counter() - t0
+
+    def figures(self, q_reps: Sequence[Any]) -> dict[str, Any]:
+        """Family figures of a set of queries against this index (e.g. SPLADE's FLOPS)."""
+        return {}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "StudentIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def top_k(scores: np.ndarray, k: int, keep=None) -> Hits:
+    """Per row of a (queries × passages) score matrix, the top-``k`` (position, score), best first; ties go
+    to the lower position. ``keep(score) -> bool`` drops entries (e.g. zero sparse scores)."""
+    kk = min(k, scores.shape[1])
+    out: Hits = []
+    if kk == 0:
+        return [[] for _ in range(scores.shape[0])]
+    for row in scores:
+        top = np.argpartition(-row, kk - 1)[:kk]
+        top = top[np.lexsort((top, -row[top]))]
+        out.append([(int(i), float(row[i])) for i in top if keep is None or keep(row[i])])
+    return out
+
+
+def overlap_at_k(approx: "Mapping | Sequence", exact: "Mapping | Sequence", k: int) -> float:
+    """Mean over queries of |top-k approximate ∩ top-k exact| / |top-k exact| (runs by query id, or hit lists
+    aligned by position); queries whose exact list is empty are skipped; 1.0 when none is left."""
+    if isinstance(exact, Mapping):
+        pairs = [(approx.get(q, []), hits) for q, hits in exact.items()]  # type: ignore[union-attr]
+    else:
+        if len(approx) != len(exact):
+            raise ValueError(f"{len(approx)} approximate result lists for {len(exact)} exact ones")
+        pairs = list(zip(approx, exact))
+    vals = []
+    for a, e in pairs:
+        want = {d for d, _ in e[:k]}
+        if want:
+            vals.append(len({d for d, _ in a[:k]} & want) / len(want))
+    return float(np.mean(vals)) if vals else 1.0
