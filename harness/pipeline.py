@@ -34,11 +34,13 @@ from harness.recipe import LoadedRecipe
 
 log = logging.getLogger("harness")
 
-TEACHER_VARIANTS = {"static", "online", "multitask"}  # student variants whose targets come from [teacher]
-
-
 def uses_teacher(recipe) -> bool:
-    return recipe.method == "rerank" or (recipe.method == "student" and recipe.distill.variant in TEACHER_VARIANTS)
+    """A teacher reranking, or a student whose variant's targets come from ``[teacher]``."""
+    if recipe.method == "rerank":
+        return True
+    from harness.registry import VARIANTS
+
+    return recipe.method == "student" and VARIANTS[recipe.distill.variant].uses_teacher
 
 
 _FIELD = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
@@ -100,10 +102,9 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
         from harness.models import resolve_model
 
         resolve_model(recipe.student.model, "student.model")
-        if recipe.distill.variant == "self":  # the teacher recipe must load, and train the same family
-            from harness.distill.stages import self_teacher_context
+        from harness.distill.variants import variant_of
 
-            self_teacher_context(ctx)
+        variant_of(recipe).check(ctx)  # e.g. a self-distilled student's teacher recipe loads, same family
         if not uses_teacher(recipe):
             prepare_teacher_free_training(ctx)
     return out

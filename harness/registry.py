@@ -101,3 +101,6 @@ REGULARISERS: Registry[Any] = Registry("regulariser", "harness.distill.losses")
 
 #: the students' indexes, by the family they serve: a :class:`harness.index.base.StudentIndex` subclass.
 INDEXES: Registry[Any] = Registry("index backend", "harness.index.backends")
+
+#: distillation variants, by ``distill.variant``: a :class:`harness.distill.variants.Variant` subclass.
+VARIANTS: Registry[Any] = Registry("distillation variant", "harness.distill.variants")

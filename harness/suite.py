@@ -55,13 +55,17 @@ def suite_recipes(folder: "str | Path", overrides=(), only: "str | None" = None)
     by_path = {find_recipe(x.path).resolve(): i for i, x in enumerate(loaded)}
 
     def rank(x: LoadedRecipe) -> int:
-        d = x.recipe.distill
-        if x.recipe.method == "student" and d.variant == "self":
-            try:
-                return 1 + (by_path.get(find_recipe(d.self.teacher).resolve(), -1) >= 0)
-            except RecipeError:
-                return 1
-        return 0
+        if x.recipe.method != "student":
+            return 0
+        from harness.distill.variants import variant_of
+
+        first = variant_of(x.recipe).after(x.recipe)  # a recipe this one needs trained first
+        if not first:
+            return 0
+        try:
+            return 1 + (by_path.get(find_recipe(first).resolve(), -1) >= 0)
+        except RecipeError:
+            return 1
 
     return sorted(loaded, key=lambda x: (rank(x), x.name))
 

@@ -43,40 +43,11 @@ def _student_identity(ctx: RunContext) -> dict[str, Any]:
     return identity
 
 
-def _targets(ctx: RunContext, variant: "str | None" = None) -> tuple[Any, dict[str, Any]]:
+def _targets(ctx: RunContext) -> tuple[Any, dict[str, Any]]:
     """(target source, what identifies it) for the recipe's variant."""
-    from harness.distill import targets as T
+    from harness.registry import VARIANTS
 
-    variant = variant or ctx.recipe.distill.variant
-    if variant == "static":
-        from harness.distill.answer_key import answer_key_stage, load_answer_key
-
-        stage = answer_key_stage(ctx)
-        return T.StaticTargets(load_answer_key(ctx)), {"answer-key": stage.hash}
-    if variant == "online":
-        from harness.distill.groups import train_dataset
-        from harness.index.stages import load_bm25_run
-        from harness.teachers import make_teacher, teacher_key
-
-        train = train_dataset(ctx)
-        return (T.OnlineTargets(make_teacher(ctx, train), load_bm25_run(ctx, train, ctx.recipe.negatives.depth)),
-                {"teacher": teacher_key(ctx), "remine": vars(ctx.recipe.distill.online), "plan": "fixed-v1"})
-    if variant == "margin":
-        return T.MarginTargets(ctx.recipe.distill.margin), {"margin": ctx.recipe.distill.margin}
-    if variant == "self":
-        from harness.distill.groups import train_dataset
-
-        stage = self_teacher_stage(ctx)
-        train = train_dataset(ctx)
-        docs, fields = train.doc_store(), ctx.recipe.data.doc_fields
-        teacher = ctx.memo(f"student:{stage.hash}", lambda: _load(stage))
-        from harness.encoding import get_device
-
-        return T.SelfTargets(teacher.to(get_device()), lambda d: docs[d].contents(fields)), {"self-teacher": stage.hash}
-    if variant == "multitask":
-        base, key = _targets(ctx, ctx.recipe.distill.multitask.base)
-        return base, {"base": key, "multitask": vars(ctx.recipe.distill.multitask)}
-    raise ValueError(f"unknown distill.variant {variant!r}")
+    return VARIANTS[ctx.recipe.distill.variant]().targets(ctx)
 
 
 def distill_key(recipe) -> dict[str, Any]:
@@ -85,22 +56,23 @@ def distill_key(recipe) -> dict[str, Any]:
     margin variant (ditto), the temperature of a loss that is not KL, ``scale_a``/``scale_b`` unless the scale
     is fixed. So changing a setting a student never reads does not retrain it."""
     from harness.distill.trainer import resolve_loss
+    from harness.distill.variants import effective_distill, variant_of
 
-    d = recipe.distill
+    d = effective_distill(recipe)
     loss = resolve_loss(recipe.student.family, d)
     key: dict[str, Any] = {"variant": d.variant, "loss": loss}
     if loss == "margin-mse":
-        key["pairs"] = "positive" if d.variant == "margin" else d.pairs
+        key["pairs"] = d.pairs
     if loss == "kl":
         key["temperature"] = d.temperature
-    if d.variant != "margin":
+    if variant_of(recipe).scaled_targets:
         key["target_scale"] = d.target_scale
         if d.target_scale == "fixed":
             key["scale"] = [d.scale_a, d.scale_b]
     return key
 
 
-def _load(stage: Stage):
+def load_stage_student(stage: Stage):
     from harness.students import load_student
 
     return load_student(stage.dir / "model")
@@ -147,9 +119,11 @@ def training_seed(recipe) -> int:
     return int.from_bytes(hashlib.sha256(f"{recipe.seed}:{recipe.train.seed}".encode()).digest()[:4], "big")
 
 
-def _init_from_teacher(ctx: RunContext) -> bool:
-    d = ctx.recipe.distill
-    return d.variant == "self" and d.self.init_from_teacher
+def _init_stage(ctx: RunContext) -> "Stage | None":
+    """The trained student this one starts from, if its variant says so (self-distillation)."""
+    from harness.registry import VARIANTS
+
+    return VARIANTS[ctx.recipe.distill.variant]().init_backbone(ctx)
 
 
 def student_stage(ctx: RunContext) -> Stage:
@@ -159,8 +133,9 @@ def student_stage(ctx: RunContext) -> Stage:
     r = ctx.recipe
     train = train_dataset(ctx)
     identity = _student_identity(ctx)
-    if _init_from_teacher(ctx):
-        identity["backbone"] = f"self-teacher:{self_teacher_stage(ctx).hash}"
+    init = _init_stage(ctx)
+    if init is not None:
+        identity["backbone"] = f"self-teacher:{init.hash}"
     key: dict[str, Any] = {"student": identity, "variant": r.distill.variant,
                            "calibration": train.corpus_fingerprint(), "seed": r.seed}
     # (absent when 0, so students trained before training seeds existed keep their hash; absent for an untrained
@@ -169,10 +144,13 @@ def student_stage(ctx: RunContext) -> Stage:
 
     if ctx.loaded.plugins:  # their source: editing a plug-in retrains what it trains
         key["plugins"] = ctx.loaded.plugins
-    if r.train.seed and (r.distill.variant != "none" or r.student.family in RANDOM_INIT):
+    from harness.registry import VARIANTS
+
+    variant = VARIANTS[r.distill.variant]()
+    if r.train.seed and (variant.trains or r.student.family in RANDOM_INIT):
         key["train_seed"] = r.train.seed
     targets = None
-    if r.distill.variant != "none":
+    if variant.trains:
         targets, target_key = _targets(ctx)
         train_cfg = {k: v for k, v in vars(r.train).items() if k not in ("checkpoint_every", "seed")}
         key.update(groups=groups_stage(ctx).hash, targets=target_key, distill=distill_key(r), train=train_cfg,
@@ -201,8 +179,11 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     seed = training_seed(r)
     torch.manual_seed(seed)
     calibration = [d.contents(fields) for _, d in zip(range(64), train.docs())]
-    backbone = (self_teacher_stage(ctx).dir / "model" if _init_from_teacher(ctx)
-                else resolve_model(r.student.model, "student.model"))
+    from harness.registry import VARIANTS
+
+    variant = VARIANTS[r.distill.variant]()
+    init = variant.init_backbone(ctx)
+    backbone = init.dir / "model" if init is not None else resolve_model(r.student.model, "student.model")
     student = build_student(r.student.family, backbone, student_settings(r), calibration).to(get_device())
     info: dict[str, Any] = {"device": str(get_device()), "initialised_from": str(backbone)}
     if targets is not None:
@@ -210,16 +191,12 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
         examples = make_examples(load_groups(ctx), r.negatives.count + 1)
         objective = Objective(r.student.family, r.distill, r.student.splade).to(get_device())
         scratch = stage.dir.with_name(stage.dir.name + ".partial")
-        extra = refresh = None
-        if r.distill.variant == "multitask":
-            from harness.distill.multitask import MultitaskAux
-
-            extra = MultitaskAux(student, r.distill.multitask, doc_text, seed)
-            objective.add_module("aux", extra)  # its MLM head trains with the student
+        extra = variant.extra_step(ctx, student, doc_text, seed)
+        if extra is not None:
+            objective.add_module("aux", extra)  # its parameters (e.g. an MLM head) train with the student
         if hasattr(targets, "prepare"):  # a teacher in the step: its passages in one fixed plan, resumable
             targets.prepare(examples, train.queries, scratch / "teacher")
-        if r.distill.variant == "online" and r.distill.online.remine_every:
-            refresh = _remine_hook(ctx, train, doc_text, targets)
+        refresh = variant.refresh(ctx, train, doc_text, targets)
         info.update(train_student(student, examples, train.queries, doc_text, targets, objective, r.train, seed,
                                   out, scratch, extra_step=extra, refresh=refresh))
         if hasattr(targets, "teacher") and hasattr(targets.teacher, "calls"):
@@ -231,7 +208,7 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     return info
 
 
-def _remine_hook(ctx: RunContext, train: Dataset, doc_text, targets=None):
+def remine_hook(ctx: RunContext, train: Dataset, doc_text, targets=None):
     from harness.distill.remine import remine_examples, student_top_k
 
     cfg = ctx.recipe.distill.online

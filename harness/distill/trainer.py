@@ -32,9 +32,25 @@ DEFAULT_LOSS = {"splade": "mse", "colbert": "margin-mse", "dense": "margin-mse"}
 
 
 def resolve_loss(family: str, distill) -> str:
-    if distill.variant == "margin":
-        return "margin-mse"
+    from harness.registry import VARIANTS
+
+    fixed = VARIANTS[distill.variant].fixed_loss
+    if fixed:
+        return fixed
     return DEFAULT_LOSS[family] if distill.loss == "auto" else distill.loss
+
+
+def _with(distill, settings: dict):
+    """``distill`` with some values replaced (a dataclass, or any object with attributes)."""
+    if not settings:
+        return distill
+    import dataclasses
+
+    if dataclasses.is_dataclass(distill):
+        return dataclasses.replace(distill, **settings)
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(distill), **settings})
 
 
 def make_examples(groups: Sequence[Group], group_size: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -56,14 +72,18 @@ class Objective(torch.nn.Module):
 
     def __init__(self, family: str, distill, splade=None, total_steps: int = 1):
         super().__init__()
+        from harness.registry import VARIANTS
+
+        variant = VARIANTS[distill.variant]
         self.distill = distill
         self.loss_name = resolve_loss(family, distill)
-        self.main = LOSSES[self.loss_name].from_settings(distill)
+        self.main = LOSSES[self.loss_name].from_settings(_with(distill, variant.fixed_settings))
+        self.scaled = variant.scaled_targets  # scores on the teacher's scale: target_scale applies
         self.regularised = None
         if family == "splade" and splade is not None:  # sparse representations: FLOPS keeps them indexable
             self.regularised = Regularised(self.main, REGULARISERS["flops"](), splade.lambda_q, splade.lambda_d,
                                            int(splade.flops_ramp * total_steps))
-        self.learned = distill.target_scale == "learned" and distill.variant != "margin"
+        self.learned = distill.target_scale == "learned" and self.scaled
         if self.learned:
             self.alpha = torch.nn.Parameter(torch.tensor(1.0))
             self.beta = torch.nn.Parameter(torch.tensor(0.0))
@@ -81,7 +101,7 @@ class Objective(torch.nn.Module):
 
     def forward(self, q_rep, d_rep, scores: torch.Tensor, targets: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         d = self.distill
-        if d.target_scale in ("fixed", "auto") and d.variant != "margin":
+        if d.target_scale in ("fixed", "auto") and self.scaled:
             targets = self.scale[0] * targets + self.scale[1]
         if self.learned:
             scores = self.alpha * scores + self.beta
@@ -168,7 +188,7 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
             if hasattr(targets, "prepare"):
                 targets.prepare(examples, queries)
         log.info("train: resuming from step %d of %d (checkpoint in %s)", start, n_steps, scratch)
-    if objective.distill.target_scale == "auto" and objective.distill.variant != "margin" and start == 0:
+    if objective.distill.target_scale == "auto" and objective.scaled and start == 0:
         _calibrate(student, objective, examples, order, queries, doc_text, targets, train.batch_queries)
     student.train()
     t0 = time.perf_counter()

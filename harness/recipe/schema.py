@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.recipe.fields import between, non_empty, non_negative, one_of, param, positive, positive_at_most
-from harness.registry import LOSSES
+from harness.registry import LOSSES, VARIANTS
 
 
 def _measure_check(measures: list[str]) -> "str | None":
@@ -263,10 +263,11 @@ class MultitaskSection:
 
 @dataclass(frozen=True)
 class DistillSection:
-    variant: Literal["none", "static", "online", "self", "margin", "multitask"] = param(
-        "static", doc="Where the targets come from: none (the untrained student), static (the answer key), "
-                      "online (teacher in the loop), self (a larger trained student), margin (a constant "
-                      "margin, no teacher), multitask (a base variant + MLM + in-batch contrastive).")
+    variant: str = param(
+        "static", doc="Where the targets come from (a registered variant; shipped: none = the untrained student, "
+                      "static = the answer key, online = teacher in the loop, self = a larger trained student, "
+                      "margin = a constant margin, no teacher, multitask = a base variant + MLM + in-batch "
+                      "contrastive; plug-ins add theirs).", check=VARIANTS.check())
     loss: str = param(
         "auto", doc="A registered loss (shipped: mse, margin-mse, kl; plug-ins add theirs); auto: splade → mse "
                     "(+ FLOPS), colbert and dense → margin-mse.", check=LOSSES.check("auto"))

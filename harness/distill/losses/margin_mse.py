@@ -19,12 +19,13 @@ from harness.registry import LOSSES
 
 @LOSSES.register("margin-mse")
 class MarginMSE(torch.nn.Module):
-    """Args: ``pairs`` — "all" pairs of the group or the "positive" against each negative (the margin
-    variant always uses "positive": its target is a margin between the positive and the negatives)."""
+    """Args: ``pairs`` — "all" pairs of the group or the "positive" against each negative
+    (``distill.pairs``; the margin variant fixes "positive": its target is a margin between the positive and
+    the negatives)."""
 
     @classmethod
     def from_settings(cls, distill) -> "MarginMSE":
-        return cls("positive" if distill.variant == "margin" else distill.pairs)
+        return cls(distill.pairs)
 
     def __init__(self, pairs: str = "all"):
         super().__init__()

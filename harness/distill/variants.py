@@ -1,0 +1,179 @@
+"""Distillation variants: where a student's training targets come from, and what its step adds.
+
+Each variant is a :class:`Variant` registered in :data:`harness.registry.VARIANTS` under the name a recipe
+writes in ``distill.variant``; the training stage (:mod:`harness.distill.stages`), the pipeline's checks
+and the suite's ordering ask the variant, never its name. A new variant is one class (see
+``docs/extending.md``):
+
+* ``targets(ctx)`` → (a :class:`~harness.distill.targets.TargetSource`, the JSON-able key that identifies
+  it in the student's cache key);
+* ``uses_teacher``: its targets come from ``[teacher]`` (the run prepares the teacher, checks it against
+  BM25 and reports it); ``scaled_targets``: they are scores on the teacher's scale (``distill.target_scale``
+  applies); ``fixed_loss`` / ``fixed_settings``: a loss and ``[distill]`` values it always trains with;
+* optional hooks: ``extra_step`` (auxiliary losses), ``refresh`` (new negatives during training),
+  ``init_backbone`` (start from another trained student), ``check`` (before any work), ``after`` (recipes
+  a suite must run first).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.registry import VARIANTS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.context import RunContext
+
+
+class Variant:
+    name: ClassVar[str]
+    trains: ClassVar[bool] = True
+    uses_teacher: ClassVar[bool] = False
+    scaled_targets: ClassVar[bool] = True
+    fixed_loss: ClassVar["str | None"] = None
+    fixed_settings: ClassVar[dict[str, Any]] = {}  # [distill] values the variant always trains with
+
+    def targets(self, ctx: "RunContext") -> "tuple[Any, dict[str, Any]]":
+        raise NotImplementedError
+
+    def extra_step(self, ctx: "RunContext", student, doc_text, seed: int):
+        """A module ``(student, q_rep, d_rep, qids, doc_ids, step) -> (loss, parts)`` added to each step."""
+        return None
+
+    def refresh(self, ctx: "RunContext", train, doc_text, targets):
+        """``(student, examples, step) -> examples | None``: replaces the examples' negatives mid-training."""
+        return None
+
+    def init_backbone(self, ctx: "RunContext"):
+        """A trained student's stage to start from (None: the recipe's ``student.model``)."""
+        return None
+
+    def check(self, ctx: "RunContext") -> None:
+        """Fail before any work (e.g. a teacher recipe that cannot load)."""
+
+    def after(self, recipe) -> "str | None":
+        """A recipe this one needs trained first (a suite runs it earlier)."""
+        return None
+
+
+@VARIANTS.register("none")
+class Untrained(Variant):
+    """The untrained student: what distillation has to beat."""
+    name, trains = "none", False
+
+
+@VARIANTS.register("static")
+class Static(Variant):
+    """The answer key: teacher scores computed once, offline, for every training group."""
+    name, uses_teacher = "static", True
+
+    def targets(self, ctx):
+        from harness.distill.answer_key import answer_key_stage, load_answer_key
+        from harness.distill.targets import StaticTargets
+
+        stage = answer_key_stage(ctx)
+        return StaticTargets(load_answer_key(ctx)), {"answer-key": stage.hash}
+
+
+@VARIANTS.register("online")
+class Online(Variant):
+    """The teacher scores each batch inside the training step (optionally re-mining negatives)."""
+    name, uses_teacher = "online", True
+
+    def targets(self, ctx):
+        from harness.distill.groups import train_dataset
+        from harness.distill.targets import OnlineTargets
+        from harness.index.stages import load_bm25_run
+        from harness.teachers import make_teacher, teacher_key
+
+        train = train_dataset(ctx)
+        return (OnlineTargets(make_teacher(ctx, train), load_bm25_run(ctx, train, ctx.recipe.negatives.depth)),
+                {"teacher": teacher_key(ctx), "remine": vars(ctx.recipe.distill.online), "plan": "fixed-v1"})
+
+    def refresh(self, ctx, train, doc_text, targets):
+        if not ctx.recipe.distill.online.remine_every:
+            return None
+        from harness.distill.stages import remine_hook
+
+        return remine_hook(ctx, train, doc_text, targets)
+
+
+@VARIANTS.register("margin")
+class Margin(Variant):
+    """No teacher: Margin-MSE towards a constant margin between the positive and every negative."""
+    name, scaled_targets, fixed_loss = "margin", False, "margin-mse"
+    fixed_settings = {"pairs": "positive"}  # the margin lies between the positive and each negative
+
+    def targets(self, ctx):
+        from harness.distill.targets import MarginTargets
+
+        return MarginTargets(ctx.recipe.distill.margin), {"margin": ctx.recipe.distill.margin}
+
+
+@VARIANTS.register("self")
+class Self(Variant):
+    """A larger trained student of the same family teaches (and, optionally, is the starting point)."""
+    name = "self"
+
+    def targets(self, ctx):
+        from harness.distill.groups import train_dataset
+        from harness.distill.stages import load_stage_student, self_teacher_stage
+        from harness.distill.targets import SelfTargets
+        from harness.encoding import get_device
+
+        stage = self_teacher_stage(ctx)
+        train = train_dataset(ctx)
+        docs, fields = train.doc_store(), ctx.recipe.data.doc_fields
+        teacher = ctx.memo(f"student:{stage.hash}", lambda: load_stage_student(stage))
+        return SelfTargets(teacher.to(get_device()), lambda d: docs[d].contents(fields)), {"self-teacher": stage.hash}
+
+    def init_backbone(self, ctx):
+        if not ctx.recipe.distill.self.init_from_teacher:
+            return None
+        from harness.distill.stages import self_teacher_stage
+
+        return self_teacher_stage(ctx)
+
+    def check(self, ctx):
+        from harness.distill.stages import self_teacher_context
+
+        self_teacher_context(ctx)
+
+    def after(self, recipe):
+        return recipe.distill.self.teacher
+
+
+@VARIANTS.register("multitask")
+class Multitask(Variant):
+    """A base variant's targets + MLM on the positives + in-batch contrastive."""
+    name = "multitask"
+    uses_teacher = True  # its bases that need no teacher are not worth a teacher-free special case
+
+    def targets(self, ctx):
+        base = VARIANTS[ctx.recipe.distill.multitask.base]()
+        source, key = base.targets(ctx)
+        return source, {"base": key, "multitask": vars(ctx.recipe.distill.multitask)}
+
+    def extra_step(self, ctx, student, doc_text, seed):
+        from harness.distill.multitask import MultitaskAux
+
+        return MultitaskAux(student, ctx.recipe.distill.multitask, doc_text, seed)
+
+    def refresh(self, ctx, train, doc_text, targets):
+        return VARIANTS[ctx.recipe.distill.multitask.base]().refresh(ctx, train, doc_text, targets)
+
+
+def variant_of(recipe) -> Variant:
+    return VARIANTS[recipe.distill.variant]()
+
+
+def effective_distill(recipe):
+    """The recipe's ``[distill]`` section with its variant's fixed settings (and loss) applied."""
+    import dataclasses
+
+    v = variant_of(recipe)
+    d = recipe.distill
+    fixed = dict(v.fixed_settings)
+    if v.fixed_loss:
+        fixed["loss"] = v.fixed_loss
+    return dataclasses.replace(d, **fixed) if fixed else d
