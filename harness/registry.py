@@ -104,3 +104,6 @@ INDEXES: Registry[Any] = Registry("index backend", "harness.index.backends")
 
 #: distillation variants, by ``distill.variant``: a :class:`harness.distill.variants.Variant` subclass.
 VARIANTS: Registry[Any] = Registry("distillation variant", "harness.distill.variants")
+
+#: student families, by ``student.family``: a :class:`harness.students.families.Family` subclass.
+FAMILIES: Registry[Any] = Registry("student family", "harness.students.families")

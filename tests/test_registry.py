@@ -77,12 +77,14 @@ def test_objective_keeps_splade_flops_and_the_loss_name():
 
     distill = SimpleNamespace(variant="static", loss="auto", pairs="all", temperature=1.0, target_scale="none",
                               scale_a=1.0, scale_b=0.0)
-    splade = SimpleNamespace(lambda_q=0.01, lambda_d=0.008, flops_ramp=0.0)
-    obj = Objective("splade", distill, splade, total_steps=10)
-    assert obj.loss_name == "mse"
+    obj = Objective("splade", distill, ("flops", 0.01, 0.008, 0.5), total_steps=10)
+    assert obj.loss_name == "mse" and obj.regularised.ramp_steps == 5
+    obj.total_steps = 40  # what the training loop sets once it knows its steps: the ramp follows
+    assert obj.regularised.ramp_steps == 20
     reps = torch.rand(4, 30)
-    _, parts = obj(reps, reps, torch.rand(2, 2), torch.rand(2, 2), step=1)
+    _, parts = obj(reps, reps, torch.rand(2, 2), torch.rand(2, 2), step=20)
     assert set(parts) == {"distill", "flops_q", "flops_d"}
+    assert float(parts["flops_q"]) == pytest.approx(0.01 * float(torch.sum(reps.abs().mean(0) ** 2)), rel=1e-5)
 
 
 def test_every_family_has_an_index_and_re_mining_refuses_an_unknown_one():
@@ -121,3 +123,14 @@ def test_exhaustive_search_is_the_same_through_every_index():
     sb = np.array([sum(w * sparse_q[0].get(t, 0.0) for t, w in d.items()) for d in sparse_docs])
     want = [i for i in sorted(range(6), key=lambda i: (-sb[i], i)) if sb[i] > 0]
     assert [i for i, _ in ImpactIndex.exhaustive(sparse_q, sparse_docs, 6)[0]] == want
+
+
+def test_families_are_registered_with_an_index_each_and_named_in_one_line_errors(tmp_path):
+    from harness.errors import RecipeError
+    from harness.recipe import load_recipe
+    from harness.registry import FAMILIES, INDEXES
+
+    assert set(FAMILIES.names()) == set(INDEXES.names()) == {"splade", "colbert", "dense"}
+    assert FAMILIES["splade"].default_loss == "mse" and FAMILIES["colbert"].random_init
+    with pytest.raises(RecipeError, match=r'student.family: expected one of colbert, dense, splade, got "spalde"'):
+        load_recipe("scifact/splade-static", ['student.family="spalde"'])

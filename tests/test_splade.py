@@ -155,7 +155,6 @@ def _train_avg_terms(path, lam: float) -> float:
     s = splade(path, init_active_terms=200)
     distill = SimpleNamespace(variant="static", loss="mse", pairs="all", temperature=1.0, target_scale="none",
                               scale_a=1.0, scale_b=0.0, margin=1.0)
-    splade_cfg = SimpleNamespace(lambda_q=lam, lambda_d=lam, flops_ramp=0.0)
     train = SimpleNamespace(epochs=20.0, max_steps=0, batch_queries=2, lr=1e-3, warmup=0.0, weight_decay=0.0,
                             checkpoint_every=0)
     queries = {f"q{i}": TEXTS[i][:20] for i in range(4)}
@@ -166,7 +165,7 @@ def _train_avg_terms(path, lam: float) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         train_student(s, examples, queries, docs.__getitem__, MarginTargets(1.0),
-                      Objective("splade", distill, splade_cfg), train, 0, Path(tmp), Path(tmp) / "scratch")
+                      Objective("splade", distill, ("flops", lam, lam, 0.0)), train, 0, Path(tmp), Path(tmp) / "scratch")
     with torch.no_grad():
         return float((s.encode_docs(TEXTS) > 0).sum(-1).float().mean())
 

@@ -27,10 +27,10 @@ class MultitaskAux(torch.nn.Module):
         self.mlm_loss = MaskedLM()
         self.generator = torch.Generator().manual_seed(seed)
         self.head = None
-        if student.family != "splade" and cfg.mlm > 0:
+        if student.mlm_head() is None and cfg.mlm > 0:  # a family without its own MLM head gets one, tied
             from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
-            backbone = _backbone(student)
+            backbone = student.encoder()
             head = BertOnlyMLMHead(backbone.config)
             with torch.no_grad():
                 dim = backbone.config.hidden_size
@@ -57,15 +57,10 @@ class MultitaskAux(torch.nn.Module):
         masked, labels = mask_tokens(enc["input_ids"], special, tok.mask_token_id, len(tok), self.cfg.mlm_probability,
                                      self.generator)
         device = student.device
-        backbone = _backbone(student)
+        backbone = student.encoder()
         hidden = backbone(input_ids=masked.to(device), attention_mask=enc["attention_mask"].to(device)).last_hidden_state
         where = labels != -100
-        head = self.head if self.head is not None else student.mlm.cls
+        head = self.head if self.head is not None else student.mlm_head()
         logits = head(hidden[where.to(device)])
         return self.mlm_loss(logits, labels[where].to(device))
 
-
-def _backbone(student):
-    if student.family == "splade":
-        return getattr(student.mlm, student.mlm.base_model_prefix)
-    return student.backbone

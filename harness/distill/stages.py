@@ -25,21 +25,14 @@ log = logging.getLogger("harness")
 
 def _student_identity(ctx: RunContext) -> dict[str, Any]:
     from harness.students import student_settings
+    from harness.students.families import family_of
     from harness.teachers import model_identity
 
     s = ctx.recipe.student
     identity = {"family": s.family, "backbone": model_identity(s.model, "student.model"),
                 "settings": student_settings(ctx.recipe), "fields": list(ctx.recipe.data.doc_fields),
                 "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers")}
-    if s.family == "splade" and s.layers > 0:
-        # build_splade re-calibrates a cut SPLADE's head under calibrate="auto" (it did not when the first
-        # SciFact suite was cached): a different student, so a different key; uncut students keep theirs
-        identity["sparse_start"] = "calibrated after truncation"
-    if s.family == "splade":
-        from harness.students.maxpool import VERSION
-
-        if VERSION > 1:  # the pooled values changed numerically: calibration, training and encoding differ
-            identity["maxpool"] = VERSION
+    identity.update(family_of(ctx.recipe).identity(ctx.recipe))
     return identity
 
 
@@ -140,22 +133,20 @@ def student_stage(ctx: RunContext) -> Stage:
                            "calibration": train.corpus_fingerprint(), "seed": r.seed}
     # (absent when 0, so students trained before training seeds existed keep their hash; absent for an untrained
     # student that draws nothing, so every seed shares it and its indexes)
-    from harness.students import RANDOM_INIT
+    from harness.distill.variants import variant_of
+    from harness.students.families import family_of
 
     if ctx.loaded.plugins:  # their source: editing a plug-in retrains what it trains
         key["plugins"] = ctx.loaded.plugins
-    from harness.registry import VARIANTS
-
-    variant = VARIANTS[r.distill.variant]()
-    if r.train.seed and (variant.trains or r.student.family in RANDOM_INIT):
+    variant, family = variant_of(r), family_of(r)
+    if r.train.seed and (variant.trains or family.random_init):
         key["train_seed"] = r.train.seed
     targets = None
     if variant.trains:
         targets, target_key = _targets(ctx)
         train_cfg = {k: v for k, v in vars(r.train).items() if k not in ("checkpoint_every", "seed")}
         key.update(groups=groups_stage(ctx).hash, targets=target_key, distill=distill_key(r), train=train_cfg,
-                   flops={k: v for k, v in vars(r.student.splade).items() if k in ("lambda_q", "lambda_d", "flops_ramp")}
-                   if r.student.family == "splade" else None)
+                   **family.student_key(r))
     stage = ctx.store.stage(f"student-{r.student.family}", key, scope=SHARED)
     with stage.ensure() as out:
         if out is not None:
@@ -189,7 +180,9 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     if targets is not None:
         doc_text = lambda d: docs[d].contents(fields)  # noqa: E731
         examples = make_examples(load_groups(ctx), r.negatives.count + 1)
-        objective = Objective(r.student.family, r.distill, r.student.splade).to(get_device())
+        from harness.students.families import family_of
+
+        objective = Objective(r.student.family, r.distill, family_of(r).regulariser(r)).to(get_device())
         scratch = stage.dir.with_name(stage.dir.name + ".partial")
         extra = variant.extra_step(ctx, student, doc_text, seed)
         if extra is not None:
@@ -243,11 +236,11 @@ def student_index_stage(ctx: RunContext, ds: Dataset) -> Stage:
     r = ctx.recipe
     _, doc_len = eval_lengths(r)
     trained = student_stage(ctx)
+    from harness.students.families import family_of
+
     family = r.student.family
     approximate = r.index.search == "index"
-    index_cfg = {"splade": {"impact": vars(r.index.impact)}, "colbert": {"plaid": {
-        k: v for k, v in vars(r.index.plaid).items() if k in ("nbits", "kmeans_niters")}},
-        "dense": {"faiss": vars(r.index.faiss)}}[family] if approximate else {"search": "exact"}
+    index_cfg = family_of(r).index_key(r) if approximate else {"search": "exact"}
     stage = ctx.store.stage(f"{family}-index", {"student": trained.hash, "corpus": ds.corpus_fingerprint(),
                                                "fields": list(r.data.doc_fields), "doc_max_len": doc_len,
                                                **index_cfg,
@@ -274,7 +267,9 @@ def student_method(ctx: RunContext, ds: Dataset):
     n_docs = index.info.get("documents", 0)
     approximate = r.index.search == "index"
     exact = approximate and (r.index.exact == "always" or (r.index.exact == "auto" and n_docs <= r.index.exact_max_docs))
-    search_cfg = vars(r.index.plaid) if r.student.family == "colbert" and approximate else {}
+    from harness.students.families import family_of
+
+    search_cfg = family_of(r).search_key(r) if approximate else {}
     key = {"index": index.hash, "topics": ds.topics_fingerprint(), "depth": r.eval.depth, "exact": exact,
            "search": search_cfg, "latency_queries": r.index.latency_queries, "query_max_len": query_len}
 

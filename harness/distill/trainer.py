@@ -28,16 +28,17 @@ from harness.encoding import autocast, precision, progress
 
 log = logging.getLogger("harness")
 
-DEFAULT_LOSS = {"splade": "mse", "colbert": "margin-mse", "dense": "margin-mse"}
-
-
 def resolve_loss(family: str, distill) -> str:
     from harness.registry import VARIANTS
 
     fixed = VARIANTS[distill.variant].fixed_loss
     if fixed:
         return fixed
-    return DEFAULT_LOSS[family] if distill.loss == "auto" else distill.loss
+    if distill.loss == "auto":
+        from harness.registry import FAMILIES
+
+        return FAMILIES[family].default_loss
+    return distill.loss
 
 
 def _with(distill, settings: dict):
@@ -67,10 +68,13 @@ def make_examples(groups: Sequence[Group], group_size: int) -> list[tuple[str, t
 
 
 class Objective(torch.nn.Module):
-    """The main distillation loss (``distill.loss``, from :data:`~harness.registry.LOSSES`), composed with
-    the FLOPS regulariser for a sparse student, with optional score scaling."""
+    """The main distillation loss (``distill.loss``, from :data:`~harness.registry.LOSSES`), composed with the
+    student family's regulariser (FLOPS for SPLADE), with optional score scaling.
 
-    def __init__(self, family: str, distill, splade=None, total_steps: int = 1):
+    ``regulariser``: (name in :data:`~harness.registry.REGULARISERS`, λ_q, λ_d, share of the training steps
+    over which λ ramps up), or None; the ramp follows ``total_steps``, which the training loop sets."""
+
+    def __init__(self, family: str, distill, regulariser=None, total_steps: int = 1):
         super().__init__()
         from harness.registry import VARIANTS
 
@@ -80,9 +84,11 @@ class Objective(torch.nn.Module):
         self.main = LOSSES[self.loss_name].from_settings(_with(distill, variant.fixed_settings))
         self.scaled = variant.scaled_targets  # scores on the teacher's scale: target_scale applies
         self.regularised = None
-        if family == "splade" and splade is not None:  # sparse representations: FLOPS keeps them indexable
-            self.regularised = Regularised(self.main, REGULARISERS["flops"](), splade.lambda_q, splade.lambda_d,
-                                           int(splade.flops_ramp * total_steps))
+        self.ramp_share = 0.0
+        if regulariser is not None:
+            name, lam_q, lam_d, self.ramp_share = regulariser
+            self.regularised = Regularised(self.main, REGULARISERS[name](), lam_q, lam_d)
+        self.total_steps = total_steps
         self.learned = distill.target_scale == "learned" and self.scaled
         if self.learned:
             self.alpha = torch.nn.Parameter(torch.tensor(1.0))
@@ -90,6 +96,16 @@ class Objective(torch.nn.Module):
 
         # target_scale "auto": (a, b) set by calibrate_scale() before the first step; saved in checkpoints
         self.register_buffer("scale", torch.tensor([distill.scale_a, distill.scale_b], dtype=torch.float32))
+
+    @property
+    def total_steps(self) -> int:
+        return self._total_steps
+
+    @total_steps.setter
+    def total_steps(self, n: int) -> None:
+        self._total_steps = n
+        if self.regularised is not None:
+            self.regularised.ramp_steps = int(self.ramp_share * n)
 
     def calibrate_scale(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
         """a = std(s)/std(t), b = mean(s) − a·mean(t): the teacher's targets moved onto the untrained student's
@@ -221,9 +237,7 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
             opt.zero_grad(set_to_none=True)
             row = {"step": step + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
                    **{k: round(float(v.detach()), 5) for k, v in parts.items()}}
-            if student.family == "splade":
-                row["doc_terms"] = round(float((d_rep.detach() > 0).sum(-1).float().mean()), 1)
-                row["query_terms"] = round(float((q_rep.detach() > 0).sum(-1).float().mean()), 1)
+            row.update(student.step_figures(q_rep, d_rep))
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
             bar.update(1)

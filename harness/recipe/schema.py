@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.recipe.fields import between, non_empty, non_negative, one_of, param, positive, positive_at_most
-from harness.registry import LOSSES, VARIANTS
+from harness.registry import FAMILIES, LOSSES, VARIANTS
 
 
 def _measure_check(measures: list[str]) -> "str | None":
@@ -210,7 +210,8 @@ class DenseSection:
 
 @dataclass(frozen=True)
 class StudentSection:
-    family: Literal["splade", "colbert", "dense"] = param("splade", doc="The student's architecture.")
+    family: str = param("splade", doc="The student's architecture (a registered family; shipped: splade, colbert, "
+                                      "dense).", check=FAMILIES.check())
     model: str = param("minilm", doc='Backbone: "minilm" (PyPI all-MiniLM-L6-v2), a hub name or a path.')
     layers: int = param(0, doc="Keep only N transformer layers (0 = all): smaller, faster students.",
                         check=non_negative)

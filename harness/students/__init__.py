@@ -10,25 +10,16 @@ from typing import Sequence
 from harness.students.base import META, Student
 
 
-# families whose construction from a backbone draws new random weights (ColBERT's projection); an untrained
-# dense or SPLADE student is the same model whatever the training seed
-RANDOM_INIT = frozenset({"colbert"})
-
-
 def student_settings(recipe) -> dict:
     """The recipe's [student] section, flattened to what a family's constructor takes."""
+    from harness.students.families import family_of
+
     s = recipe.student
     common = {"query_max_len": s.query_max_len, "doc_max_len": s.doc_max_len, "batch_size": s.batch_size,
               "layers": s.layers}
     if s.layers:
         common["layer_pick"] = s.layer_pick
-    family_cfg = {"splade": s.splade, "colbert": s.colbert, "dense": s.dense}[s.family]
-    extra = {k: v for k, v in vars(family_cfg).items() if k not in ("lambda_q", "lambda_d", "flops_ramp")}
-    if s.family == "dense":
-        extra = dense_embedding(s.model, s.dense.pooling, s.dense.similarity)
-    if s.family == "splade":  # the sparse start counts terms at the length the index reads passages at
-        extra["calibration_max_len"] = eval_lengths(recipe)[1]
-    return {**common, **extra}
+    return {**common, **family_of(recipe).settings(recipe)}
 
 
 def dense_embedding(model: str, pooling: str, similarity: str) -> dict:
@@ -49,26 +40,18 @@ def eval_lengths(recipe) -> tuple[int, int]:
 
     s = recipe.student
     native = native_max_len(resolve_model(s.model, "student.model"))
-    fixed_query = s.family == "colbert" and s.colbert.query_augment
+    from harness.students.families import family_of
+
+    fixed_query = family_of(recipe).fixed_query_length(recipe)
     query = s.eval_query_max_len or (s.query_max_len if fixed_query else native)
     return query, s.eval_doc_max_len or native
 
 
 def build_student(family: str, path: Path, settings: dict, calibration_texts: Sequence[str] = (),
                   field: str = "student.model") -> Student:
-    if family == "splade":
-        from harness.students.splade import build_splade
+    from harness.registry import FAMILIES
 
-        return build_splade(path, settings, calibration_texts, field)
-    if family == "colbert":
-        from harness.students.colbert import build_colbert
-
-        return build_colbert(path, settings, field)
-    if family == "dense":
-        from harness.students.dense import build_dense
-
-        return build_dense(path, settings, field)
-    raise ValueError(f"unknown student family {family!r}")
+    return FAMILIES[family]().build(path, settings, calibration_texts, field)
 
 
 def load_student(path: Path) -> Student:

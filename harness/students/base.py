@@ -90,6 +90,18 @@ class Student(torch.nn.Module):
         raise NotImplementedError
 
     # ---- inference face ------------------------------------------------------------------------------
+    def encoder(self) -> torch.nn.Module:
+        """The transformer under the family's head (what an auxiliary MLM task trains)."""
+        return self.backbone
+
+    def mlm_head(self) -> "torch.nn.Module | None":
+        """The student's own masked-language-model head, if it has one (SPLADE's is its output layer)."""
+        return None
+
+    def step_figures(self, q_rep: Any, d_rep: Any) -> dict[str, float]:
+        """Figures of one training step's representations, logged beside the loss (e.g. active terms)."""
+        return {}
+
     def _infer(self, texts: Sequence[str], encode, desc: str) -> list:
         out: list = [None] * len(texts)
         batches = length_sorted_batches([len(t) for t in texts], self.batch_size)

@@ -69,6 +69,16 @@ class Splade(Student):
     def encode_docs(self, texts: Sequence[str]) -> torch.Tensor:
         return self.rep(self.tokenize(texts, self.doc_max_len))
 
+    def encoder(self) -> torch.nn.Module:
+        return getattr(self.mlm, self.mlm.base_model_prefix)
+
+    def mlm_head(self) -> torch.nn.Module:
+        return self.mlm.cls
+
+    def step_figures(self, q_rep: torch.Tensor, d_rep: torch.Tensor) -> dict[str, float]:
+        return {"doc_terms": round(float((d_rep.detach() > 0).sum(-1).float().mean()), 1),
+                "query_terms": round(float((q_rep.detach() > 0).sum(-1).float().mean()), 1)}
+
     def score_groups(self, q: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         b = q.shape[0]
         return (q.unsqueeze(1) * d.view(b, -1, d.shape[-1])).sum(-1)

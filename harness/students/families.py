@@ -1,0 +1,138 @@
+"""Student families: what the harness needs to know about SPLADE, ColBERT and dense bi-encoders, by name.
+
+Each family is a :class:`Family` registered in :data:`harness.registry.FAMILIES` under the name a recipe
+writes in ``student.family``. Everything family-specific outside the student's own module — how to build
+or load it, its settings, its default loss and regulariser, its index settings, the cache-key facts that
+make two students different — is asked of the family, never decided by comparing its name. This module
+imports no torch: recipes name families before any model is loaded. A new family is one module with a
+:class:`~harness.students.base.Student` subclass, a :class:`Family` and a
+:class:`~harness.index.base.StudentIndex` (see docs/extending.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from harness.registry import FAMILIES
+
+
+class Family:
+    name: ClassVar[str]
+    default_loss: ClassVar[str] = "margin-mse"
+    random_init: ClassVar[bool] = False  # building it from a backbone draws new weights (seed-dependent)
+
+    def build(self, path: Path, settings: dict, calibration_texts: Sequence[str] = (), field: str = "student.model"):
+        raise NotImplementedError
+
+    def section(self, recipe):
+        """The recipe's ``[student.<family>]`` section (None: the family has none)."""
+        return getattr(recipe.student, self.name, None)
+
+    def settings(self, recipe) -> dict[str, Any]:
+        """Family settings for the constructor, from the recipe."""
+        section = self.section(recipe)
+        return dict(vars(section)) if section is not None else {}
+
+    def fixed_query_length(self, recipe) -> bool:
+        """Whether served queries keep the training query length (else: the backbone's maximum)."""
+        return False
+
+    def index_key(self, recipe) -> dict[str, Any]:
+        """The index settings that change what the index stage writes."""
+        return {}
+
+    def search_key(self, recipe) -> dict[str, Any]:
+        """The index settings that change a search's results."""
+        return {}
+
+    def student_key(self, recipe) -> dict[str, Any]:
+        """Facts that make two students of this family different beyond their settings (training only)."""
+        return {}
+
+    def identity(self, recipe) -> dict[str, Any]:
+        """Facts that make two students of this family different, trained or not."""
+        return {}
+
+    def regulariser(self, recipe):
+        """(regulariser name, λ_q, λ_d, share of the training steps over which λ ramps up) added to the
+        distillation loss, or None."""
+        return None
+
+
+@FAMILIES.register("splade")
+class SpladeFamily(Family):
+    name, default_loss = "splade", "mse"
+
+    def build(self, path, settings, calibration_texts=(), field="student.model"):
+        from harness.students.splade import build_splade
+
+        return build_splade(path, settings, calibration_texts, field)
+
+    def settings(self, recipe):
+        from harness.students import eval_lengths
+
+        out = {k: v for k, v in vars(recipe.student.splade).items() if k not in ("lambda_q", "lambda_d", "flops_ramp")}
+        out["calibration_max_len"] = eval_lengths(recipe)[1]  # the sparse start counts terms as the index reads
+        return out
+
+    def index_key(self, recipe):
+        return {"impact": vars(recipe.index.impact)}
+
+    def student_key(self, recipe):
+        s = recipe.student.splade
+        return {"flops": {"lambda_q": s.lambda_q, "lambda_d": s.lambda_d, "flops_ramp": s.flops_ramp}}
+
+    def identity(self, recipe):
+        from harness.students.maxpool import VERSION
+
+        out: dict[str, Any] = {"maxpool": VERSION}  # the pooled values' numerics: calibration, training, encoding
+        if recipe.student.layers > 0:  # a cut SPLADE's head is re-calibrated after truncation
+            out["sparse_start"] = "calibrated after truncation"
+        return out
+
+    def regulariser(self, recipe):
+        s = recipe.student.splade
+        return "flops", s.lambda_q, s.lambda_d, s.flops_ramp
+
+
+@FAMILIES.register("colbert")
+class ColbertFamily(Family):
+    name, random_init = "colbert", True  # a fresh projection
+
+    def build(self, path, settings, calibration_texts=(), field="student.model"):
+        from harness.students.colbert import build_colbert
+
+        return build_colbert(path, settings, field)
+
+    def fixed_query_length(self, recipe):
+        return recipe.student.colbert.query_augment  # queries are padded to the training length with [MASK]
+
+    def index_key(self, recipe):
+        return {"plaid": {k: v for k, v in vars(recipe.index.plaid).items() if k in ("nbits", "kmeans_niters")}}
+
+    def search_key(self, recipe):
+        return dict(vars(recipe.index.plaid))
+
+
+@FAMILIES.register("dense")
+class DenseFamily(Family):
+    name = "dense"
+
+    def build(self, path, settings, calibration_texts=(), field="student.model"):
+        from harness.students.dense import build_dense
+
+        return build_dense(path, settings, field)
+
+    def settings(self, recipe):
+        from harness.students import dense_embedding
+
+        s = recipe.student
+        return dense_embedding(s.model, s.dense.pooling, s.dense.similarity)
+
+    def index_key(self, recipe):
+        return {"faiss": vars(recipe.index.faiss)}
+
+
+def family_of(recipe) -> Family:
+    return FAMILIES[recipe.student.family]()
