@@ -134,3 +134,19 @@ def test_families_are_registered_with_an_index_each_and_named_in_one_line_errors
     assert FAMILIES["splade"].default_loss == "mse" and FAMILIES["colbert"].random_init
     with pytest.raises(RecipeError, match=r'student.family: expected one of colbert, dense, splade, got "spalde"'):
         load_recipe("scifact/splade-static", ['student.family="spalde"'])
+
+
+def test_label_losses_match_their_equations():
+    from harness.distill.losses import ListwiseCE, WeightedBCE
+
+    s = torch.tensor([[2.0, 0.0, 1.0], [0.5, 0.5, -1.0]])
+    lce = -(torch.log_softmax(s, dim=1)[:, 0]).mean()
+    assert float(ListwiseCE()(s, torch.zeros_like(s))) == pytest.approx(float(lce))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    manual = []
+    for row in s:
+        pos = 2 * bce(row[:1], torch.ones(1), reduction="sum")
+        neg = bce(row[1:], torch.zeros(2), reduction="sum")
+        manual.append((pos + neg) / (2 * 2))
+    assert float(WeightedBCE()(s, torch.zeros_like(s))) == pytest.approx(float(torch.stack(manual).mean()))
+    assert {"lce", "bce"} <= set(LOSSES.names())

@@ -260,6 +260,7 @@ def test_finetune_saves_a_loadable_cross_encoder(tmp_path, tiny_encoder):
     cfg = SimpleNamespace(loss="softmax", epochs=4.0, lr=5e-4, warmup=0.1, groups_per_step=2, max_len=32)
     info = finetune_cross_encoder(tiny_encoder, groups, queries, docs, ["text"], cfg, seed=0, out_dir=tmp_path)
     assert info["steps"] == 6 and (tmp_path / "train_log.jsonl").is_file()
+    assert info["loss"] == "lce" and "precision" in info  # the students' training loop did it
     load_cross_encoder(tmp_path / "model")  # loads without allow_new_head: the head is saved
     cfg.loss = "bce"
     info = finetune_cross_encoder(tiny_encoder, groups, queries, docs, ["text"], cfg, seed=0, out_dir=tmp_path)

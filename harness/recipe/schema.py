@@ -270,8 +270,9 @@ class DistillSection:
                       "margin = a constant margin, no teacher, multitask = a base variant + MLM + in-batch "
                       "contrastive; plug-ins add theirs).", check=VARIANTS.check())
     loss: str = param(
-        "auto", doc="A registered loss (shipped: mse, margin-mse, kl; plug-ins add theirs); auto: splade → mse "
-                    "(+ FLOPS), colbert and dense → margin-mse.", check=LOSSES.check("auto"))
+        "auto", doc="A registered loss (shipped: mse, margin-mse, kl; on labels alone: lce, bce; plug-ins add "
+                    "theirs); auto: splade → mse (+ FLOPS), colbert and dense → margin-mse.",
+        check=LOSSES.check("auto"))
     pairs: Literal["all", "positive"] = param(
         "all", doc="margin-mse: every pair of the group, or the positive against each negative.")
     margin: float = param(1.0, doc="The margin variant's target s(q,p+) − s(q,p−).", check=positive)

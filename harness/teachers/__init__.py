@@ -62,13 +62,18 @@ def finetune_stage(ctx: RunContext) -> Stage:
         "backbone": model_identity(ft.backbone, "teacher.finetune.backbone"), "groups": groups.hash,
         "corpus": train.corpus_fingerprint(), "fields": list(ctx.recipe.data.doc_fields),
         "config": {k: v for k, v in vars(ft).items() if k != "enabled"}, "seed": ctx.recipe.seed,
-        "transformers": package_versions().get("transformers"),
+        "transformers": package_versions().get("transformers"), "loop": "students",
     }, scope=SHARED)
     with stage.ensure() as out:
         if out is not None:
+            scratch = stage.dir.with_name(stage.dir.name + ".partial")  # checkpoints: a kill resumes here
             stage.info.update(finetune_cross_encoder(
                 resolve_model(ft.backbone, "teacher.finetune.backbone"), load_groups(ctx), train.queries,
-                train.doc_store(), ctx.recipe.data.doc_fields, ft, ctx.recipe.seed, out))
+                train.doc_store(), ctx.recipe.data.doc_fields, ft, ctx.recipe.seed, out, scratch,
+                ctx.recipe.train.checkpoint_every))
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
     return stage
 
 

@@ -1,104 +1,100 @@
-"""Fine-tune a cross-encoder teacher from a backbone on the training groups.
+"""Fine-tune a cross-encoder teacher from a backbone on the training groups — through the students' training
+loop (:func:`harness.distill.trainer.train_student`), so it has the same seeded batches, bf16 autocast,
+warm-up/decay schedule, gradient clipping, logging and checkpoints (a killed fine-tuning resumes where it
+stopped and gives what an uninterrupted one gives).
 
 Each step takes ``groups_per_step`` training examples (a query, one of its positives, and its N hard
-negatives from BM25) and minimises either
-
-* ``softmax`` — the listwise cross-entropy of the positive among the group (Localized Contrastive
-  Estimation; Gao, Dai & Callan, "Rethink Training of BERT Rerankers in Multi-Stage Retrieval Pipeline",
-  ECIR 2021):  L = −log( exp(s(q,p⁺)) / Σ_{p ∈ {p⁺} ∪ N(q)} exp(s(q,p)) ); or
-* ``bce`` — binary cross-entropy with the positive up-weighted by N, so both classes weigh the same.
-
-AdamW, linear warm-up then linear decay, gradient clipping at 1.0, seeded shuffling. The result is saved
-as a Hugging Face ``AutoModelForSequenceClassification`` folder with its tokenizer (one logit).
+negatives from BM25; a short negative list is repeated, as for students) and minimises ``softmax`` — the
+listwise cross-entropy of the positive (LCE, Gao, Dai & Callan, ECIR 2021) — or ``bce`` (positives
+up-weighted by N); see :mod:`harness.distill.losses.labels`. The result is saved as a Hugging Face
+``AutoModelForSequenceClassification`` folder with its tokenizer (one logit).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import random
-import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping, Sequence
+
+import torch
 
 from harness.data.dataset import Doc
 from harness.distill.groups import Group
-from harness.encoding import get_device, progress
+from harness.distill.targets import TargetSource
 
 log = logging.getLogger("harness")
 
+LOSS = {"softmax": "lce", "bce": "bce"}  # teacher.finetune.loss -> the registered label loss
+
+
+class CrossEncoderTrainee(torch.nn.Module):
+    """A cross-encoder seen by the training loop as a student: "encoding" keeps the texts, and a group's
+    scores are the model's logits on (query, passage) pairs."""
+
+    family = "cross-encoder"
+
+    def __init__(self, tokenizer, model, max_len: int):
+        super().__init__()
+        self.tokenizer, self.model, self.max_len = tokenizer, model, max_len
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode_queries(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)
+
+    def encode_docs(self, texts: Sequence[str]) -> list[str]:
+        return list(texts)
+
+    def score_groups(self, queries: list[str], passages: list[str]) -> torch.Tensor:
+        b = len(queries)
+        g = len(passages) // b
+        enc = self.tokenizer([q for q in queries for _ in range(g)], passages, padding=True,
+                             truncation="only_second", max_length=self.max_len, return_tensors="pt").to(self.device)
+        return self.model(**enc).logits[:, 0].view(b, g)
+
+    def step_figures(self, q_rep, d_rep) -> dict:
+        return {}
+
+
+class Labels(TargetSource):
+    """[1, 0, …, 0] per group: the label losses read only which passage is the positive."""
+
+    name = "labels"
+
+    def __call__(self, qids, doc_ids, queries, device):
+        t = torch.zeros(len(qids), len(doc_ids[0]), device=device)
+        t[:, 0] = 1.0
+        return t
+
 
 def finetune_cross_encoder(backbone: Path, groups: Sequence[Group], queries: Mapping[str, str],
-                           docs: Mapping[str, Doc], fields: Sequence[str], cfg, seed: int, out_dir: Path) -> dict:
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
+                           docs: Mapping[str, Doc], fields: Sequence[str], cfg, seed: int, out_dir: Path,
+                           scratch: "Path | None" = None, checkpoint_every: int = 0) -> dict:
+    from harness.distill.trainer import Objective, make_examples, train_student
+    from harness.encoding import get_device
+    from harness.errors import DataError
     from harness.teachers.cross_encoder import load_cross_encoder
 
     torch.manual_seed(seed)
     tokenizer, model = load_cross_encoder(backbone, "teacher.finetune.backbone", allow_new_head=True)
-    device = get_device()
-    model.to(device).train()
-    examples = [(g.qid, pos, g.negatives) for g in groups for pos in g.positives if g.negatives]
+    trainee = CrossEncoderTrainee(tokenizer, model, cfg.max_len).to(get_device())
+    size = 1 + max((len(g.negatives) for g in groups), default=0)
+    examples = make_examples(groups, size)
     if not examples:
-        from harness.errors import DataError
-
         raise DataError("teacher.finetune: no training group has both a positive and a negative")
-    rng = random.Random(seed)
-    order: list[int] = []
-    n_steps = max(1, math.ceil(len(examples) * cfg.epochs / cfg.groups_per_step))
-    while len(order) < n_steps * cfg.groups_per_step:
-        perm = list(range(len(examples)))
-        rng.shuffle(perm)
-        order.extend(perm)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup * n_steps), n_steps)
-    history, t0 = [], time.perf_counter()
-    with progress(n_steps, "fine-tune teacher", unit="step") as bar:
-        for step in range(n_steps):
-            batch = [examples[i] for i in order[step * cfg.groups_per_step:(step + 1) * cfg.groups_per_step]]
-            q_texts, p_texts, sizes = [], [], []
-            for qid, pos, negs in batch:
-                ids = (pos, *negs)
-                q_texts += [queries[qid]] * len(ids)
-                p_texts += [docs[d].contents(fields) for d in ids]
-                sizes.append(len(ids))
-            enc = tokenizer(q_texts, p_texts, padding=True, truncation="only_second", max_length=cfg.max_len,
-                            return_tensors="pt").to(device)
-            logits = model(**enc).logits[:, 0]
-            losses, start = [], 0
-            for n in sizes:  # groups may differ in size when a query has few BM25 candidates
-                s = logits[start:start + n]
-                if cfg.loss == "softmax":
-                    losses.append(-torch.log_softmax(s, dim=0)[0])
-                else:
-                    target = torch.zeros_like(s)
-                    target[0] = 1.0
-                    weight = torch.ones_like(s)
-                    weight[0] = float(n - 1)
-                    losses.append(torch.nn.functional.binary_cross_entropy_with_logits(s, target, weight=weight)
-                                  * n / (2 * (n - 1)))
-                start += n
-            loss = torch.stack(losses).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            history.append({"step": step + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            bar.update(1)
-    seconds = time.perf_counter() - t0
+    distill = SimpleNamespace(variant="static", loss=LOSS[cfg.loss], pairs="all", temperature=1.0,
+                              target_scale="none", scale_a=1.0, scale_b=0.0)
+    train = SimpleNamespace(epochs=cfg.epochs, max_steps=0, batch_queries=cfg.groups_per_step, lr=cfg.lr,
+                            warmup=cfg.warmup, weight_decay=0.01, checkpoint_every=checkpoint_every)
+    info = train_student(trainee, examples, queries, lambda d: docs[d].contents(fields), Labels(),
+                         Objective("cross-encoder", distill), train, seed, out_dir,
+                         scratch or out_dir.with_name(out_dir.name + ".partial"))
     model.eval()
     model.save_pretrained(out_dir / "model")
     tokenizer.save_pretrained(out_dir / "model")
-    with open(out_dir / "train_log.jsonl", "w") as fh:
-        for row in history:
-            fh.write(json.dumps(row) + "\n")
-    first = sum(h["loss"] for h in history[:10]) / min(10, len(history))
-    last = sum(h["loss"] for h in history[-10:]) / min(10, len(history))
-    log.info("teacher fine-tuned: %d steps, %d examples, %.0f s, loss %.3f -> %.3f", n_steps, len(examples),
-             seconds, first, last)
-    return {"steps": n_steps, "examples": len(examples), "seconds": round(seconds, 1),
-            "loss_first10": round(first, 4), "loss_last10": round(last, 4), "device": str(device)}
+    log.info("teacher fine-tuned: %d steps, %d examples, %.0f s, loss %.3f -> %.3f", info["steps"],
+             len(examples), info["train_seconds"], info["loss_first10"], info["loss_last10"])
+    return {**info, "seconds": info["train_seconds"]}
