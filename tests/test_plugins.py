@@ -113,6 +113,7 @@ def test_the_example_variant_turns_teacher_scores_into_rank_gains():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # the loss example keeps a plug-in end to end in the default run
 def test_the_example_variant_plugin_trains_a_student_end_to_end(runs, data_dir):
     out = run_cli("run", str(EXAMPLES / "rank_targets.toml"), "--runs-dir", str(runs), "--json", *SLICE)
     assert out.returncode == 0, out.stderr[-3000:]
