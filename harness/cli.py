@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seeds_arg(p)
 
     p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, dense and "
-                                          "SPLADE students untrained and distilled on SciFact (recipes/quickstart/), "
+                                          "ColBERT students untrained and distilled on SciFact (recipes/quickstart/), "
                                           "then a table")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value")
