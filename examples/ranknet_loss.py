@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import torch
 
+from harness.distill.losses.base import Loss
 from harness.registry import LOSSES
 
 
 @LOSSES.register("ranknet")
-class RankNet(torch.nn.Module):
+class RankNet(Loss):
     @classmethod
     def from_settings(cls, distill) -> "RankNet":
         return cls(distill.temperature)

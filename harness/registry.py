@@ -91,8 +91,9 @@ def _origin(obj: Any) -> str:
 # ---- the registries ------------------------------------------------------------------------------------
 # (defined here, not beside their implementations, so a recipe's schema can name them without importing torch)
 
-#: distillation losses: ``distill.loss``. An entry is a ``torch.nn.Module`` class with
-#: ``from_settings(distill) -> instance`` and ``forward(scores (B, G), targets (B, G)) -> scalar``.
+#: distillation losses: ``distill.loss``. An entry is a :class:`harness.distill.losses.base.Loss` subclass (a
+#: ``torch.nn.Module`` with ``from_settings(distill) -> instance`` and ``forward(scores (B, G), targets (B, G))
+#: -> scalar``).
 LOSSES: Registry[Any] = Registry("loss", "harness.distill.losses")
 
 #: regularisers of a student's representations (FLOPS for sparse ones). An entry is a ``torch.nn.Module``

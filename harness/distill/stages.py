@@ -36,22 +36,15 @@ def _student_identity(ctx: RunContext) -> dict[str, Any]:
     return identity
 
 
-def _targets(ctx: RunContext) -> tuple[Any, dict[str, Any]]:
-    """(target source, what identifies it) for the recipe's variant."""
-    from harness.registry import VARIANTS
-
-    return VARIANTS[ctx.recipe.distill.variant]().targets(ctx)
-
-
 def distill_key(recipe) -> dict[str, Any]:
     """The ``[distill]`` settings the training objective reads, and no others: another variant's section
     (``online``, ``self``, ``multitask``: in the targets' key when they are the variant's), the margin of the
     margin variant (ditto), the temperature of a loss that is not KL, ``scale_a``/``scale_b`` unless the scale
     is fixed. So changing a setting a student never reads does not retrain it."""
     from harness.distill.trainer import resolve_loss
-    from harness.distill.variants import effective_distill, variant_of
+    from harness.distill.variants import effective, variant_of
 
-    d = effective_distill(recipe)
+    d = effective(recipe.distill)
     loss = resolve_loss(recipe.student.family, d)
     key: dict[str, Any] = {"variant": d.variant, "loss": loss}
     if loss == "margin-mse":
@@ -112,38 +105,30 @@ def training_seed(recipe) -> int:
     return int.from_bytes(hashlib.sha256(f"{recipe.seed}:{recipe.train.seed}".encode()).digest()[:4], "big")
 
 
-def _init_stage(ctx: RunContext) -> "Stage | None":
-    """The trained student this one starts from, if its variant says so (self-distillation)."""
-    from harness.registry import VARIANTS
-
-    return VARIANTS[ctx.recipe.distill.variant]().init_backbone(ctx)
-
-
 def student_stage(ctx: RunContext) -> Stage:
     """The student, trained by the recipe's variant (or only initialised, for variant "none")."""
     from harness.distill.groups import groups_stage, train_dataset
+    from harness.distill.variants import variant_of
+    from harness.students.families import family_of
 
     r = ctx.recipe
+    variant, family = variant_of(r), family_of(r)
     train = train_dataset(ctx)
     identity = _student_identity(ctx)
-    init = _init_stage(ctx)
+    init = variant.init_backbone(ctx)  # a trained student this one starts from (self-distillation)
     if init is not None:
         identity["backbone"] = f"self-teacher:{init.hash}"
     key: dict[str, Any] = {"student": identity, "variant": r.distill.variant,
                            "calibration": train.corpus_fingerprint(), "seed": r.seed}
-    # (absent when 0, so students trained before training seeds existed keep their hash; absent for an untrained
-    # student that draws nothing, so every seed shares it and its indexes)
-    from harness.distill.variants import variant_of
-    from harness.students.families import family_of
-
     if ctx.loaded.plugins:  # their source: editing a plug-in retrains what it trains
         key["plugins"] = ctx.loaded.plugins
-    variant, family = variant_of(r), family_of(r)
+    # (absent when 0, so students trained before training seeds existed keep their hash; absent for an untrained
+    # student that draws nothing, so every seed shares it and its indexes)
     if r.train.seed and (variant.trains or family.random_init):
         key["train_seed"] = r.train.seed
     targets = None
     if variant.trains:
-        targets, target_key = _targets(ctx)
+        targets, target_key = variant.targets(ctx)
         train_cfg = {k: v for k, v in vars(r.train).items() if k not in ("checkpoint_every", "seed")}
         key.update(groups=groups_stage(ctx).hash, targets=target_key, distill=distill_key(r), train=train_cfg,
                    **family.student_key(r))
@@ -159,9 +144,11 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
 
     from harness.distill.groups import load_groups, train_dataset
     from harness.distill.trainer import Objective, make_examples, train_student
+    from harness.distill.variants import variant_of
     from harness.encoding import get_device
     from harness.models import resolve_model
     from harness.students import build_student, student_settings
+    from harness.students.families import family_of
 
     r = ctx.recipe
     train = train_dataset(ctx)
@@ -170,9 +157,7 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     seed = training_seed(r)
     torch.manual_seed(seed)
     calibration = [d.contents(fields) for _, d in zip(range(64), train.docs())]
-    from harness.registry import VARIANTS
-
-    variant = VARIANTS[r.distill.variant]()
+    variant = variant_of(r)
     init = variant.init_backbone(ctx)
     backbone = init.dir / "model" if init is not None else resolve_model(r.student.model, "student.model")
     student = build_student(r.student.family, backbone, student_settings(r), calibration).to(get_device())
@@ -180,8 +165,6 @@ def _train(ctx: RunContext, stage: Stage, out: Path, targets) -> dict[str, Any]:
     if targets is not None:
         doc_text = lambda d: docs[d].contents(fields)  # noqa: E731
         examples = make_examples(load_groups(ctx), r.negatives.count + 1)
-        from harness.students.families import family_of
-
         objective = Objective(r.student.family, r.distill, family_of(r).regulariser(r)).to(get_device())
         scratch = stage.dir.with_name(stage.dir.name + ".partial")
         extra = variant.extra_step(ctx, student, doc_text, seed)
@@ -258,7 +241,8 @@ def student_index_stage(ctx: RunContext, ds: Dataset) -> Stage:
 def student_method(ctx: RunContext, ds: Dataset):
     """The pipeline's ``student`` method: a run file from the student's index (+ exact search figures)."""
     from harness.evaluate import write_trec
-    from harness.index.students import overlap_at_k, search_corpus
+    from harness.index.base import overlap_at_k
+    from harness.index.students import search_corpus
     from harness.students import eval_lengths
 
     r = ctx.recipe

@@ -24,34 +24,22 @@ import torch
 
 from harness.distill.groups import Group
 from harness.distill.losses import LOSSES, REGULARISERS, Regularised
+from harness.registry import VARIANTS
 from harness.encoding import autocast, precision, progress
 
 log = logging.getLogger("harness")
 
 def resolve_loss(family: str, distill) -> str:
-    from harness.registry import VARIANTS
+    """The registered loss a student trains with: its variant's fixed loss, else ``distill.loss``, else (auto)
+    its family's default."""
+    from harness.distill.variants import effective
 
-    fixed = VARIANTS[distill.variant].fixed_loss
-    if fixed:
-        return fixed
-    if distill.loss == "auto":
+    loss = effective(distill).loss
+    if loss == "auto":
         from harness.registry import FAMILIES
 
         return FAMILIES[family].default_loss
-    return distill.loss
-
-
-def _with(distill, settings: dict):
-    """``distill`` with some values replaced (a dataclass, or any object with attributes)."""
-    if not settings:
-        return distill
-    import dataclasses
-
-    if dataclasses.is_dataclass(distill):
-        return dataclasses.replace(distill, **settings)
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**{**vars(distill), **settings})
+    return loss
 
 
 def make_examples(groups: Sequence[Group], group_size: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -76,13 +64,12 @@ class Objective(torch.nn.Module):
 
     def __init__(self, family: str, distill, regulariser=None, total_steps: int = 1):
         super().__init__()
-        from harness.registry import VARIANTS
+        from harness.distill.variants import effective
 
-        variant = VARIANTS[distill.variant]
         self.distill = distill
         self.loss_name = resolve_loss(family, distill)
-        self.main = LOSSES[self.loss_name].from_settings(_with(distill, variant.fixed_settings))
-        self.scaled = variant.scaled_targets  # scores on the teacher's scale: target_scale applies
+        self.main = LOSSES[self.loss_name].from_settings(effective(distill))
+        self.scaled = VARIANTS[distill.variant].scaled_targets  # scores on the teacher's scale: target_scale applies
         self.regularised = None
         self.ramp_share = 0.0
         if regulariser is not None:

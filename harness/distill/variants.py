@@ -167,13 +167,19 @@ def variant_of(recipe) -> Variant:
     return VARIANTS[recipe.distill.variant]()
 
 
-def effective_distill(recipe):
-    """The recipe's ``[distill]`` section with its variant's fixed settings (and loss) applied."""
-    import dataclasses
-
-    v = variant_of(recipe)
-    d = recipe.distill
+def effective(distill):
+    """A ``[distill]`` section (the recipe's dataclass, or any object with its attributes) with its variant's
+    fixed loss and settings applied: what the objective trains with, and what the student's key records."""
+    v = VARIANTS[distill.variant]
     fixed = dict(v.fixed_settings)
     if v.fixed_loss:
         fixed["loss"] = v.fixed_loss
-    return dataclasses.replace(d, **fixed) if fixed else d
+    if not fixed:
+        return distill
+    import dataclasses
+
+    if dataclasses.is_dataclass(distill):
+        return dataclasses.replace(distill, **fixed)
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(distill), **fixed})

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.index.base import StudentIndex, top_k
+from harness.registry import INDEXES
+
 
 def build_dense_index(vectors: np.ndarray, index_dir: Path, cfg) -> dict:
     import faiss
@@ -53,7 +56,7 @@ def dense_search(index_dir: Path, queries: np.ndarray, k: int, cfg) -> list[list
 
 
 def save_vectors(vectors: np.ndarray, index_dir: Path) -> dict:
-    """Keep the passage vectors only (no FAISS index): what an exact search with :func:`top_k_dense` reads."""
+    """Keep the passage vectors only (no FAISS index): what :meth:`FaissIndex.exact` reads."""
     index_dir.mkdir(parents=True, exist_ok=True)
     vectors = np.ascontiguousarray(vectors.astype(np.float32))
     np.save(index_dir / "vectors.npy", vectors)
@@ -66,9 +69,6 @@ def load_vectors(index_dir: Path) -> np.ndarray:
 
 
 # ---- the StudentIndex of the dense family ---------------------------------------------------------------
-
-from harness.index.base import StudentIndex, top_k  # noqa: E402
-from harness.registry import INDEXES  # noqa: E402
 
 
 @INDEXES.register("dense")
@@ -89,7 +89,7 @@ class FaissIndex(StudentIndex):
 
     @staticmethod
     def exhaustive(q_reps, d_reps, k: int):
-        return top_k(np.stack(q_reps).astype(np.float32) @ np.stack(d_reps).astype(np.float32).T, k)
+        return top_k(np.stack(q_reps).astype(np.float32) @ np.asarray(d_reps, dtype=np.float32).T, k)
 
     def search(self, q_reps, k: int):
         return dense_search(self.directory / "index", np.stack(q_reps), k, self.cfg.faiss)
@@ -97,4 +97,4 @@ class FaissIndex(StudentIndex):
     def exact(self, q_reps, k: int):
         if self._vectors is None:
             self._vectors = load_vectors(self.directory / "index")
-        return top_k(np.stack(q_reps).astype(np.float32) @ self._vectors.T, k)
+        return self.exhaustive(q_reps, self._vectors, k)

@@ -90,61 +90,61 @@ class ImpactSearcher:
         return out
 
 
+def _csr(reps: Sequence[dict[str, float]], vocab: dict[str, int], grow: bool):
+    """(len(reps) × len(vocab)) float32 CSR of term weights; ``grow`` adds unseen terms to ``vocab``, else a
+    term outside it is dropped (it can match nothing)."""
+    from scipy import sparse
+
+    rows, cols, vals = [], [], []
+    for i, rep in enumerate(reps):
+        for term, w in rep.items():
+            j = vocab.setdefault(term, len(vocab)) if grow else vocab.get(term)
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+                vals.append(w)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(reps), len(vocab)), dtype=np.float32)
+
+
 def save_sparse(path: Path, reps: Sequence[dict[str, float]]) -> None:
     """Sparse weights as a CSR matrix (``doc_weights.npz``) and its term list (``terms.json``)."""
     from scipy import sparse
 
     vocab: dict[str, int] = {}
-    rows, cols, vals = [], [], []
-    for i, rep in enumerate(reps):
-        for term, w in rep.items():
-            rows.append(i)
-            cols.append(vocab.setdefault(term, len(vocab)))
-            vals.append(w)
-    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(len(reps), len(vocab)), dtype=np.float32)
-    sparse.save_npz(path / "doc_weights.npz", matrix)
+    sparse.save_npz(path / "doc_weights.npz", _csr(reps, vocab, grow=True))
     (path / "terms.json").write_text(json.dumps(list(vocab)))
 
 
-def load_sparse(path: Path) -> list[dict[str, float]]:
+def _load_matrix(path: Path):
     from scipy import sparse
 
-    matrix = sparse.load_npz(path / "doc_weights.npz").tocsr()
-    terms = json.loads((path / "terms.json").read_text())
+    return sparse.load_npz(path / "doc_weights.npz").tocsr(), json.loads((path / "terms.json").read_text())
+
+
+def load_sparse(path: Path) -> list[dict[str, float]]:
+    matrix, terms = _load_matrix(path)
     return [{terms[j]: float(v) for j, v in zip(matrix.indices[matrix.indptr[i]:matrix.indptr[i + 1]],
                                                   matrix.data[matrix.indptr[i]:matrix.indptr[i + 1]])}
             for i in range(matrix.shape[0])]
 
 
 class ExactSparse:
-    """Exhaustive dot products of the unquantised weights (scipy sparse), the passages' matrix built once."""
+    """Exhaustive dot products of the unquantised weights (scipy sparse), over a (passages × terms) matrix
+    built once."""
 
-    def __init__(self, doc_reps: Sequence[dict[str, float]]):
-        from scipy import sparse
+    def __init__(self, docs, terms: Sequence[str]):
+        self.vocab = {t: j for j, t in enumerate(terms)}
+        self.docs_t = docs.T.tocsr()
 
-        self.vocab: dict[str, int] = {}
-        rows, cols, vals = [], [], []
-        for i, rep in enumerate(doc_reps):
-            for term, w in rep.items():
-                rows.append(i)
-                cols.append(self.vocab.setdefault(term, len(self.vocab)))
-                vals.append(w)
-        self.docs_t = sparse.csr_matrix((vals, (rows, cols)), shape=(len(doc_reps), len(self.vocab)),
-                                        dtype=np.float32).T.tocsr()
+    @classmethod
+    def from_reps(cls, doc_reps: Sequence[dict[str, float]]) -> "ExactSparse":
+        vocab: dict[str, int] = {}
+        docs = _csr(doc_reps, vocab, grow=True)
+        return cls(docs, list(vocab))
 
     def search(self, queries: Sequence[dict[str, float]], k: int) -> Hits:
         """Top-``k`` (position, score) per query; passages sharing no term with the query are left out."""
-        from scipy import sparse
-
-        rows, cols, vals = [], [], []
-        for i, rep in enumerate(queries):
-            for term, w in rep.items():
-                j = self.vocab.get(term)
-                if j is not None:  # a term no passage has adds nothing
-                    rows.append(i)
-                    cols.append(j)
-                    vals.append(w)
-        qs = sparse.csr_matrix((vals, (rows, cols)), shape=(len(queries), len(self.vocab)), dtype=np.float32)
+        qs = _csr(queries, self.vocab, grow=False)
         return top_k((qs @ self.docs_t).toarray(), k, keep=lambda score: score > 0)
 
 
@@ -173,7 +173,7 @@ class ImpactIndex(StudentIndex):
 
     @staticmethod
     def exhaustive(q_reps, d_reps, k: int) -> Hits:
-        return ExactSparse(d_reps).search(q_reps, k)
+        return ExactSparse.from_reps(d_reps).search(q_reps, k)
 
     def _doc_reps(self) -> list[dict[str, float]]:
         if self._docs is None:
@@ -191,8 +191,8 @@ class ImpactIndex(StudentIndex):
         return [[(int(doc), score) for doc, score in run[key]] for key in keys]
 
     def exact(self, q_reps, k: int) -> Hits:
-        if self._exact is None:
-            self._exact = ExactSparse(self._doc_reps())
+        if self._exact is None:  # straight from the saved matrix, not through per-passage dicts
+            self._exact = ExactSparse(*_load_matrix(self.directory))
         return self._exact.search(q_reps, k)
 
     def time_one(self, rep, k: int, approximate: bool = True) -> float:

@@ -16,7 +16,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.evaluate import Run
-from harness.index.base import overlap_at_k  # noqa: F401  (re-exported: what the approximate index loses)
 
 
 def index_corpus(family: str, student, doc_ids: Sequence[str], texts: Sequence[str], out: Path, cfg,

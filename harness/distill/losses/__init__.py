@@ -6,6 +6,7 @@ Importing this package registers the shipped losses (``LOSSES``: mse, margin-mse
 Scores are (B, G) tensors: B queries, each with a group of G passages, the positive first.
 """
 
+from harness.distill.losses.base import Loss
 from harness.distill.losses.contrastive import InBatchContrastive
 from harness.distill.losses.flops import FLOPS, flops_weight
 from harness.distill.losses.kl import ListwiseKL
@@ -16,5 +17,5 @@ from harness.distill.losses.mse import PointwiseMSE
 from harness.distill.losses.regularised import Regularised
 from harness.registry import LOSSES, REGULARISERS
 
-__all__ = ["FLOPS", "InBatchContrastive", "LOSSES", "ListwiseKL", "MarginMSE", "MaskedLM", "PointwiseMSE", "REGULARISERS",
+__all__ = ["FLOPS", "InBatchContrastive", "LOSSES", "Loss", "ListwiseKL", "MarginMSE", "MaskedLM", "PointwiseMSE", "REGULARISERS",
            "Regularised", "ListwiseCE", "WeightedBCE", "flops_weight", "mask_tokens"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import torch
 
+from harness.distill.losses.base import Loss
 from harness.registry import LOSSES
 
 
 @LOSSES.register("kl")
-class ListwiseKL(torch.nn.Module):
+class ListwiseKL(Loss):
     """Args: ``temperature`` τ (``distill.temperature``)."""
 
     @classmethod

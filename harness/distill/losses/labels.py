@@ -19,25 +19,18 @@ from __future__ import annotations
 
 import torch
 
+from harness.distill.losses.base import Loss
 from harness.registry import LOSSES
 
 
 @LOSSES.register("lce")
-class ListwiseCE(torch.nn.Module):
-    @classmethod
-    def from_settings(cls, distill) -> "ListwiseCE":
-        return cls()
-
+class ListwiseCE(Loss):
     def forward(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return -torch.log_softmax(scores, dim=1)[:, 0].mean()
 
 
 @LOSSES.register("bce")
-class WeightedBCE(torch.nn.Module):
-    @classmethod
-    def from_settings(cls, distill) -> "WeightedBCE":
-        return cls()
-
+class WeightedBCE(Loss):
     def forward(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         g = scores.shape[1]
         labels = torch.zeros_like(scores)

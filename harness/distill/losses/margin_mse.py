@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import torch
 
+from harness.distill.losses.base import Loss
 from harness.registry import LOSSES
 
 
 @LOSSES.register("margin-mse")
-class MarginMSE(torch.nn.Module):
+class MarginMSE(Loss):
     """Args: ``pairs`` — "all" pairs of the group or the "positive" against each negative
     (``distill.pairs``; the margin variant fixes "positive": its target is a margin between the positive and
     the negatives)."""

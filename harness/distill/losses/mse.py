@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import torch
 
+from harness.distill.losses.base import Loss
 from harness.registry import LOSSES
 
 
 @LOSSES.register("mse")
-class PointwiseMSE(torch.nn.Module):
+class PointwiseMSE(Loss):
     """Args: none. Targets on the student's scale (see ``distill.target_scale``)."""
-
-    @classmethod
-    def from_settings(cls, distill) -> "PointwiseMSE":
-        return cls()
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return torch.mean((scores - targets) ** 2)
