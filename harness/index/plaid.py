@@ -135,7 +135,7 @@ def exact_maxsim_search(query_embeddings: Sequence[np.ndarray], doc_embeddings: 
     over each query's tokens. fp32 throughout, so the scores do not depend on the CPU's bf16 support.
 
     Measured on 2 CPU cores (SciFact: 5,183 passages, 1.1M token vectors of 128 dims; 300 queries of 32
-    tokens): 25 s, against 350-800 s to build a PLAID index over the same vectors."""
+    tokens): 25-27 s, against 350-800 s to build a PLAID index over the same vectors."""
     if not query_embeddings:
         return []
     if not doc_embeddings:
