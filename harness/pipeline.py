@@ -1,5 +1,8 @@
 """Run a recipe: check every input, then build (or reuse) each stage, evaluate, and write the results.
 
+The stages themselves, in pipeline order, are ``harness/stages/`` (bm25, groups, teacher, answer key,
+student, index, retrieve, evaluate); :class:`harness.stages.graph.StageGraph` wires them from the recipe.
+
     runs/
       _shared/                         stages any recipe reuses, keyed by content:
         bm25-index-<hash>/             one Lucene index per corpus
@@ -19,18 +22,17 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.artifacts import Store, atomic_write_json
-from harness.artifacts.environment import environment, package_versions
+from harness.artifacts.environment import environment
 from harness.context import RunContext
 from harness.data import Dataset, open_dataset
 from harness.errors import DataError, ModelError
-from harness.evaluate import evaluate, read_trec, write_per_query
 from harness.recipe import LoadedRecipe
+from harness.stages import evaluate as _evaluate
 
 log = logging.getLogger("harness")
 
@@ -81,11 +83,9 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
         log.info("data   %s: %d judged queries (%s)", ds.id, len(ds.queries), ds.source)
         out.append(ds)
     if ev.dev:
-        from harness.distill.groups import dev_dataset
-
         from harness.data import DatasetSlice
 
-        dev = dev_dataset(ctx)
+        dev = ctx.stages.dev_dataset()
         if dev is None:
             raise DataError("eval.dev: set, but train.dev_fraction is 0: there is no dev split to evaluate")
         if ev.max_queries or ev.max_docs:  # a CPU slice cuts the dev set like the others
@@ -111,22 +111,18 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
 
 
 def prepare_teacher_free_training(ctx: RunContext) -> None:
-    from harness.distill.groups import train_dataset
-
-    train = train_dataset(ctx)
+    train = ctx.stages.train_dataset()
     if not train.queries:
         raise DataError(f"{train.id}: no judged training queries")
     log.info("data   %s: %d training queries (%s)", train.id, len(train.queries), train.source)
 
 
 def prepare_teacher(ctx: RunContext, needs_training_data: bool) -> None:
-    from harness.teachers import check_models
+    from harness.stages.teacher import check_models
 
-    check_models(ctx)
+    check_models(ctx.recipe.teacher)
     if needs_training_data:
-        from harness.distill.groups import train_dataset
-
-        train = train_dataset(ctx)
+        train = ctx.stages.train_dataset()
         if not train.queries:
             raise DataError(f"{train.id}: no judged training queries")
         log.info("data   %s: %d training queries (%s)", train.id, len(train.queries), train.source)
@@ -137,79 +133,16 @@ def prepare_datasets(loaded: LoadedRecipe) -> list[Dataset]:
     return prepare(RunContext(loaded, Store(Path("runs")), Path("runs") / loaded.name))
 
 
-# ---- methods: how the run file of one dataset is produced ------------------------------------------
-
-def _copy_run(stage) -> Callable[[Path], dict]:
-    def produce(out: Path) -> dict:
-        shutil.copyfile(stage.dir / "run.trec", out / "run.trec")
-        return {"from": str(stage.dir)}
-
-    return produce
-
-
-def _bm25(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]:
-    from harness.index.stages import bm25_run
-
-    stage = bm25_run(ctx, ds, ctx.recipe.eval.depth)
-    return {"bm25-run": stage.hash}, _copy_run(stage)
-
-
-def _rerank(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]:
-    from harness.teachers.rerank import teacher_rerank_stage
-
-    stage = teacher_rerank_stage(ctx, ds)
-    return {"teacher-rerank": stage.hash}, _copy_run(stage)
-
-
-def _student(ctx: RunContext, ds: Dataset) -> tuple[dict, Callable[[Path], dict]]:
-    from harness.distill.stages import student_method
-
-    return student_method(ctx, ds)
-
-
-METHODS: dict[str, Callable[[RunContext, Dataset], tuple[dict, Callable[[Path], dict]]]] = {
-    "bm25": _bm25, "rerank": _rerank, "student": _student}
-
-
-# ---- the teacher check -----------------------------------------------------------------------------
-
-def teacher_reference(ctx: RunContext, datasets: list[Dataset]) -> dict[str, Any]:
-    """Teacher-as-reranker vs BM25 at the same depth, per eval set; warns when the teacher is weaker."""
-    from harness.index.stages import bm25_run
-    from harness.teachers.rerank import teacher_rerank_stage
-
-    measures = list(ctx.recipe.eval.measures)
-    depth = ctx.recipe.teacher.rerank_depth
-    ref: dict[str, Any] = {"depth": depth, "teacher": {}, "bm25": {}}
-    for ds in datasets:
-        teacher_run = read_trec(teacher_rerank_stage(ctx, ds).dir / "run.trec")
-        bm25 = read_trec(bm25_run(ctx, ds, depth).dir / "run.trec")
-        ref["teacher"][ds.id], _ = evaluate(teacher_run, ds.qrels, measures)
-        ref["bm25"][ds.id], _ = evaluate(bm25, ds.qrels, measures)
-        m = measures[0]
-        t, b = ref["teacher"][ds.id][m], ref["bm25"][ds.id][m]
-        log.info("teacher %s: reranking BM25 top-%d gives %s %.4f (BM25 %.4f)", ds.id, depth, m, t, b)
-        if t < b:
-            msg = (f"TEACHER WEAKER THAN BM25 on {ds.id}: {m} {t:.4f} < {b:.4f} reranking BM25's top-{depth}. "
-                   "Its answer key would teach students to be worse than BM25; fix the teacher first.")
-            log.warning("!" * 100 + "\n%s\n" + "!" * 100, msg)
-            ctx.warnings.append(msg)
-    return ref
-
-
 # ---- the answer key on its own ---------------------------------------------------------------------
 
 def build_answer_key(loaded: LoadedRecipe, runs_dir: Path, force: bool = False) -> dict[str, Any]:
     """Build (or reuse) the recipe's answer key; returns where it is and what it holds."""
-    from harness.distill.answer_key import answer_key_stage
-    from harness.teachers import teacher_key
-
     store = Store(Path(runs_dir), force=force)
     ctx = RunContext(loaded, store, Path(runs_dir) / loaded.name)
     _located(ctx, prepare_teacher, ctx, True)
-    stage = answer_key_stage(ctx)
+    stage = ctx.stages.answer_key()
     return {"recipe": loaded.name, "path": str(stage.dir / "answer_key.parquet"), "stage": str(stage.dir),
-            "hash": stage.hash, "teacher": teacher_key(ctx), "info": stage.info,
+            "hash": stage.hash, "teacher": ctx.stages.teacher_key(), "info": stage.info,
             "reused": all(r.reused for r in store.records if r.name == "answer-key")}
 
 
@@ -237,26 +170,11 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
     n_queries: dict[str, int] = {}
     exact_results: dict[str, dict[str, float]] = {}
     figures: dict[str, dict[str, Any]] = {}
-    measures = list(recipe.eval.measures)
+    graph = ctx.stages
     for ds in datasets:
-        key, produce = METHODS[recipe.method](ctx, ds)
-        retrieve = store.stage(f"retrieve-{ds.slug}", {"method": recipe.method, **key}, scope=run_name)
-        with retrieve.ensure() as out:
-            if out is not None:
-                retrieve.info.update(produce(out) or {})
-        evaluation = store.stage(f"eval-{ds.slug}", {
-            "run": retrieve.hash, "topics": ds.topics_fingerprint(), "measures": measures,
-            "ir_measures": package_versions().get("ir-measures")}, scope=run_name)
-        with evaluation.ensure() as out:
-            if out is not None:
-                aggregate, per_query = evaluate(read_trec(retrieve.dir / "run.trec"), ds.qrels, measures)
-                write_per_query(per_query, measures, out / "per_query.tsv")
-                metrics = {"dataset": ds.id, "queries": len(per_query), "measures": aggregate}
-                if (retrieve.dir / "exact.trec").is_file():  # what the approximate index loses
-                    metrics["exact"], _ = evaluate(read_trec(retrieve.dir / "exact.trec"), ds.qrels, measures)
-                atomic_write_json(out / "metrics.json", metrics)
-                evaluation.info.update({"queries": len(per_query)})
-        metrics = _read_json(evaluation.dir / "metrics.json")
+        retrieve = graph.retrieve(ds)
+        evaluation = graph.evaluate(ds, retrieve)
+        metrics = _evaluate.metrics(evaluation)
         results[ds.id] = metrics["measures"]
         if "exact" in metrics:
             exact_results[ds.id] = metrics["exact"]
@@ -267,12 +185,10 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
 
     reference = None
     if uses_teacher(recipe) and recipe.teacher.check:
-        reference = teacher_reference(ctx, datasets)
+        reference = graph.teacher_reference(datasets)
     training = None
     if recipe.method == "student":  # this run's own student (a self-distilled run also uses its teacher's)
-        from harness.distill.stages import student_stage
-
-        own = student_stage(ctx).hash
+        own = graph.student().hash
         training = next((r.info for r in store.records if r.hash == own and r.info), None)
 
     seconds = time.perf_counter() - t_start
@@ -322,7 +238,3 @@ def _index_figures(store: Store, retrieve) -> dict[str, Any]:
     return {}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text())

@@ -49,11 +49,9 @@ def test_dev_membership_depends_on_the_query_id_only():
 def test_training_never_sees_a_dev_query(tmp_path, data_dir):
     """train_dataset (groups, answer key, fine-tuned teachers all read it) excludes the dev split, also when
     train.max_queries cuts a slice, and changing the recipe's seed does not move the split."""
-    from harness.distill.groups import dev_dataset, train_dataset
-
     for seed in ("42", "7"):
         ctx = _ctx(tmp_path, "scifact/dense-static", f"seed={seed}", "train.max_queries=300")
-        train, dev = train_dataset(ctx), dev_dataset(ctx)
+        train, dev = ctx.stages.train_dataset(), ctx.stages.dev_dataset()
         assert len(train.queries) == 300
         assert not set(train.queries) & set(dev.queries)
         assert len(dev.queries) == 81
@@ -62,7 +60,7 @@ def test_training_never_sees_a_dev_query(tmp_path, data_dir):
         else:
             assert set(dev.queries) == first
     off = _ctx(tmp_path, "scifact/dense-static", "train.dev_fraction=0")
-    assert dev_dataset(off) is None and len(train_dataset(off).queries) == 809
+    assert off.stages.dev_dataset() is None and len(off.stages.train_dataset().queries) == 809
 
 
 def test_eval_dev_without_a_split_is_refused_before_work(tmp_path, data_dir):

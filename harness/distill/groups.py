@@ -13,9 +13,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.artifacts import SHARED, Stage
-from harness.context import RunContext
-from harness.data import Dataset, Qrels
+from harness.data import Qrels
 from harness.evaluate import Run
 
 
@@ -52,57 +50,3 @@ def write_groups(groups: list[Group], path: Path) -> None:
 def read_groups(path: Path) -> list[Group]:
     with open(path, encoding="utf-8") as fh:
         return [Group(r["qid"], tuple(r["positives"]), tuple(r["negatives"])) for r in map(json.loads, fh)]
-
-
-def _split(ctx: RunContext) -> "tuple[Dataset, Dataset | None]":
-    """``train.dataset`` opened once per run and split once into (training part, dev part or None)."""
-    from harness.data import dev_split, open_dataset
-
-    t = ctx.recipe.train
-
-    def make():
-        ds = open_dataset(t.dataset, on_problem=ctx.recipe.data.on_problem)
-        ctx.warnings.extend(f"{t.dataset}: {p}" for p in getattr(ds, "problems", []))
-        return dev_split(ds, t.dev_fraction, t.dev_max_queries)
-
-    return ctx.memo(f"split:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}", make)
-
-
-def train_dataset(ctx: RunContext) -> Dataset:
-    """The training queries: ``train.dataset`` without its dev split, then cut to ``train.max_queries``."""
-    from harness.data import DatasetSlice
-
-    t = ctx.recipe.train
-
-    def make() -> Dataset:
-        train = _split(ctx)[0]
-        return DatasetSlice(train, max_queries=t.max_queries) if t.max_queries else train
-
-    return ctx.memo(f"train:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}:{t.max_queries}", make)
-
-
-def dev_dataset(ctx: RunContext) -> "Dataset | None":
-    """The dev split carved from ``train.dataset`` (never trained on), or None when ``train.dev_fraction`` is 0."""
-    return _split(ctx)[1]
-
-
-def groups_stage(ctx: RunContext) -> Stage:
-    from harness.index.stages import bm25_run, load_bm25_run
-
-    train = train_dataset(ctx)
-    neg = ctx.recipe.negatives
-    pool_stage = bm25_run(ctx, train, neg.depth)
-    stage = ctx.store.stage("groups", {"pool": pool_stage.hash, "topics": train.topics_fingerprint(),
-                                       "count": neg.count, "seed": ctx.recipe.seed}, scope=SHARED)
-    with stage.ensure() as out:
-        if out is not None:
-            groups = build_groups(train.qrels, load_bm25_run(ctx, train, neg.depth), neg.count, ctx.recipe.seed)
-            write_groups(groups, out / "groups.jsonl")
-            stage.info.update(groups=len(groups), pairs=sum(len(g.doc_ids) for g in groups),
-                              short=sum(len(g.negatives) < neg.count for g in groups))
-    return stage
-
-
-def load_groups(ctx: RunContext) -> list[Group]:
-    stage = groups_stage(ctx)
-    return ctx.memo(f"groups:{stage.hash}", lambda: read_groups(stage.dir / "groups.jsonl"))

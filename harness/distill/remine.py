@@ -42,3 +42,23 @@ def remine_examples(examples: Sequence[tuple[str, tuple[str, ...]]], top: Mappin
         picked = set(rng.sample(pool, n))
         out.append((qid, (docs[0], *[d for d in pool if d in picked])))
     return out
+
+
+def remine_hook(online, train, doc_text, seed: int, targets=None):
+    """The training loop's ``refresh``: every ``online.remine_every`` steps, new negatives from the student's
+    top ``online.remine_depth`` over ``train``'s corpus (a teacher in the step re-plans its passages)."""
+    docs = list(train.docs())
+    positives = {q: {d for d, rel in judged.items() if rel > 0} for q, judged in train.qrels.items()}
+
+    def refresh(student, examples, step):
+        if step % online.remine_every:
+            return None
+        log.info("online: re-mining negatives with the student at step %d", step)
+        top = student_top_k(student, [d.doc_id for d in docs], [doc_text(d.doc_id) for d in docs],
+                            {q: train.queries[q] for q in {q for q, _ in examples}}, online.remine_depth)
+        new = remine_examples(examples, top, positives, seed, step)
+        if hasattr(targets, "prepare"):
+            targets.prepare(new, train.queries)  # the new negatives, in a plan fixed by the new examples
+        return new
+
+    return refresh

@@ -1,12 +1,14 @@
 """Distillation variants: where a student's training targets come from, and what its step adds.
 
 Each variant is a :class:`Variant` registered in :data:`harness.registry.VARIANTS` under the name a recipe
-writes in ``distill.variant``; the training stage (:mod:`harness.distill.stages`), the pipeline's checks
+writes in ``distill.variant``; the student stage (:mod:`harness.stages.student`), the pipeline's checks
 and the suite's ordering ask the variant, never its name. A new variant is one class (see
 ``docs/extending.md``):
 
 * ``targets(ctx)`` → (a :class:`~harness.distill.targets.TargetSource`, the JSON-able key that identifies
-  it in the student's cache key);
+  it in the student's cache key); ``ctx.stages`` (:class:`~harness.stages.graph.StageGraph`) gives the
+  stages it may need: ``answer_key()``, ``teacher(corpus)``, ``teacher_key()``, ``groups()``,
+  ``train_dataset()``, ``bm25_hits(ds, depth)``, ``self_teacher()``;
 * ``uses_teacher``: its targets come from ``[teacher]`` (the run prepares the teacher, checks it against
   BM25 and reports it); ``scaled_targets``: they are scores on the teacher's scale (``distill.target_scale``
   applies); ``fixed_loss`` / ``fixed_settings``: a loss and ``[distill]`` values it always trains with;
@@ -68,11 +70,9 @@ class Static(Variant):
     name, uses_teacher = "static", True
 
     def targets(self, ctx):
-        from harness.distill.answer_key import answer_key_stage, load_answer_key
         from harness.distill.targets import StaticTargets
 
-        stage = answer_key_stage(ctx)
-        return StaticTargets(load_answer_key(ctx)), {"answer-key": stage.hash}
+        return StaticTargets(ctx.stages.answer_key_frame()), {"answer-key": ctx.stages.answer_key().hash}
 
 
 @VARIANTS.register("online")
@@ -81,21 +81,20 @@ class Online(Variant):
     name, uses_teacher = "online", True
 
     def targets(self, ctx):
-        from harness.distill.groups import train_dataset
         from harness.distill.targets import OnlineTargets
-        from harness.index.stages import load_bm25_run
-        from harness.teachers import make_teacher, teacher_key
 
-        train = train_dataset(ctx)
-        return (OnlineTargets(make_teacher(ctx, train), load_bm25_run(ctx, train, ctx.recipe.negatives.depth)),
-                {"teacher": teacher_key(ctx), "remine": vars(ctx.recipe.distill.online), "plan": "fixed-v1"})
+        graph = ctx.stages
+        train = graph.train_dataset()
+        return (OnlineTargets(graph.teacher(train), graph.bm25_hits(train, ctx.recipe.negatives.depth)),
+                {"teacher": graph.teacher_key(), "remine": vars(ctx.recipe.distill.online), "plan": "fixed-v1"})
 
     def refresh(self, ctx, train, doc_text, targets):
         if not ctx.recipe.distill.online.remine_every:
             return None
-        from harness.distill.stages import remine_hook
+        from harness.distill.remine import remine_hook
+        from harness.stages.student import training_seed
 
-        return remine_hook(ctx, train, doc_text, targets)
+        return remine_hook(ctx.recipe.distill.online, train, doc_text, training_seed(ctx.recipe), targets)
 
 
 @VARIANTS.register("margin")
@@ -116,28 +115,22 @@ class Self(Variant):
     name = "self"
 
     def targets(self, ctx):
-        from harness.distill.groups import train_dataset
-        from harness.distill.stages import load_stage_student, self_teacher_stage
         from harness.distill.targets import SelfTargets
         from harness.encoding import get_device
 
-        stage = self_teacher_stage(ctx)
-        train = train_dataset(ctx)
+        teacher = ctx.stages.self_teacher()
+        train = ctx.stages.train_dataset()
         docs, fields = train.doc_store(), ctx.recipe.data.doc_fields
-        teacher = ctx.memo(f"student:{stage.hash}", lambda: load_stage_student(stage))
-        return SelfTargets(teacher.to(get_device()), lambda d: docs[d].contents(fields)), {"self-teacher": stage.hash}
+        return (SelfTargets(teacher.trained_student().to(get_device()), lambda d: docs[d].contents(fields)),
+                {"self-teacher": teacher.student().hash})
 
     def init_backbone(self, ctx):
         if not ctx.recipe.distill.self.init_from_teacher:
             return None
-        from harness.distill.stages import self_teacher_stage
-
-        return self_teacher_stage(ctx)
+        return ctx.stages.self_teacher().student()
 
     def check(self, ctx):
-        from harness.distill.stages import self_teacher_context
-
-        self_teacher_context(ctx)
+        ctx.stages.self_teacher()
 
     def after(self, recipe):
         return recipe.distill.self.teacher

@@ -1,4 +1,4 @@
-"""The answer key: the teacher's score for every (query, passage) pair of the training groups, computed once.
+"""Stage 4, the answer key: the teacher's score for every (query, passage) pair of the training groups, computed once.
 
 Stored as ``answer_key.parquet`` (qid, pid, score, positive) in a shared stage keyed by (teacher, training
 groups): every recipe with the same teacher and data reuses one key. Scoring runs in chunks of whole
@@ -14,12 +14,16 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from harness.artifacts import SHARED, Stage
-from harness.context import RunContext
+from harness.artifacts import SHARED, Stage, Store
+from harness.data import Dataset
 from harness.encoding import progress
+from harness.stages.bm25 import read_run
+from harness.stages.groups import read as read_groups_stage
+from harness.teachers.base import Request, Teacher
 
 log = logging.getLogger("harness")
 
@@ -29,18 +33,16 @@ CHUNK_PAIRS = int(os.environ.get("HARNESS_ANSWER_KEY_CHUNK", "4096"))  # pairs p
 PLAN = "fixed-v1"
 
 
-def answer_key_stage(ctx: RunContext) -> Stage:
-    from harness.distill.groups import groups_stage, train_dataset
-    from harness.teachers import teacher_key
-
-    groups = groups_stage(ctx)
-    train = train_dataset(ctx)
-    stage = ctx.store.stage("answer-key", {"teacher": teacher_key(ctx), "groups": groups.hash,
-                                           "corpus": train.corpus_fingerprint(), "chunk": CHUNK_PAIRS,
-                                           "plan": PLAN}, scope=SHARED)
+def answer_key_stage(store: Store, teacher_key: dict, groups: Stage, pool: Stage, train: Dataset,
+                     make: Callable[[], Teacher]) -> Stage:
+    """The teacher's (identified by ``teacher_key``, built by ``make``) score of every pair of ``groups``,
+    whose negatives came from ``pool`` (the BM25 run the teacher may also read, e.g. a BM25 member)."""
+    stage = store.stage("answer-key", {"teacher": teacher_key, "groups": groups.hash,
+                                       "corpus": train.corpus_fingerprint(), "chunk": CHUNK_PAIRS,
+                                       "plan": PLAN}, scope=SHARED)
     with stage.ensure() as out:
         if out is not None:
-            stage.info.update(_score_groups(ctx, stage, out))
+            stage.info.update(_score_groups(stage, out, read_groups_stage(groups), read_run(pool), train, make))
     return stage
 
 
@@ -57,17 +59,10 @@ def _chunks(groups, size: int) -> list[list]:
     return out
 
 
-def _score_groups(ctx: RunContext, stage: Stage, out: Path) -> dict:
+def _score_groups(stage: Stage, out: Path, groups, pools, train: Dataset, make: Callable[[], Teacher]) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from harness.distill.groups import load_groups, train_dataset
-    from harness.index.stages import load_bm25_run
-    from harness.teachers import Request, make_teacher
-
-    train = train_dataset(ctx)
-    groups = load_groups(ctx)
-    pools = load_bm25_run(ctx, train, ctx.recipe.negatives.depth)
     partial = stage.dir.with_name(stage.dir.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     chunks = _chunks(groups, CHUNK_PAIRS)
@@ -84,7 +79,7 @@ def _score_groups(ctx: RunContext, stage: Stage, out: Path) -> dict:
             if i in done:
                 continue
             if teacher is None:
-                teacher = make_teacher(ctx, train)
+                teacher = make()
                 # every passage any chunk needs, encoded in one plan fixed by the groups (resumable in parts):
                 # a chunk scored after a restart sees exactly the embeddings an uninterrupted run saw
                 teacher.prepare([Request(g.qid, train.queries[g.qid], g.doc_ids, pools.get(g.qid)) for g in groups],
@@ -132,9 +127,8 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def load_answer_key(ctx: RunContext):
+def read(stage: Stage):
     """The answer key as a pandas DataFrame (qid, pid, score, positive)."""
     import pandas as pd
 
-    stage = answer_key_stage(ctx)
-    return ctx.memo(f"answer-key:{stage.hash}", lambda: pd.read_parquet(stage.dir / "answer_key.parquet"))
+    return pd.read_parquet(stage.dir / "answer_key.parquet")
