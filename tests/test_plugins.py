@@ -126,3 +126,85 @@ def test_the_example_variant_plugin_trains_a_student_end_to_end(runs, data_dir):
     assert trained["results"][ds] != untrained["results"][ds]
     key = _student_stage(trained)["key"]
     assert key["variant"] == "static-ranks" and "ranks-of" in key["targets"]
+
+
+def test_a_plugin_loss_table_is_validated_like_a_builtin_one_and_keys_the_student(tmp_path):
+    """examples/ranknet_loss.py declares ``[distill.ranknet]``: types, checks and unknown keys are reported with
+    the file and field as for built-in tables; its values reach the loss and the student's cache key."""
+    from harness.distill.trainer import Objective
+    from harness.stages.student import distill_key
+
+    r = tmp_path / "r.toml"
+    r.write_text(f'extends = "{EXAMPLES / "ranknet.toml"}"\nname = "r"\nplugins = ["{EXAMPLES / "ranknet_loss.py"}"]\n'
+                 '[distill.ranknet]\nsigma = "wide"\n')
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(r))
+    assert str(err.value).splitlines()[-1].endswith('r.toml: distill.ranknet.sigma: expected a positive number, got "wide"')
+    with pytest.raises(RecipeError, match=r'distill.ranknet.sgima: unknown key; did you mean "sigma"\?'):
+        load_recipe(str(EXAMPLES / "ranknet.toml"), ["distill.ranknet.sgima=2"])
+    with pytest.raises(RecipeError, match=r"distill.ranknet.sigma: expected a positive number, got -1"):
+        load_recipe(str(EXAMPLES / "ranknet.toml"), ["distill.ranknet.sigma=-1"])
+    with pytest.raises(RecipeError, match=r'distill.ranknt: unknown key; did you mean "ranknet"\?'):
+        load_recipe(str(EXAMPLES / "ranknet.toml"), ["distill.ranknt.sigma=2"])
+
+    one, two = load_recipe(str(EXAMPLES / "ranknet.toml")), load_recipe(str(EXAMPLES / "ranknet.toml"),
+                                                                      ["distill.ranknet.sigma=2.5"])
+    assert one.config["distill"]["ranknet"] == {"sigma": 1.0} and one.hash != two.hash
+    assert distill_key(one.recipe)["loss_settings"] == {"sigma": 1.0}
+    assert distill_key(two.recipe)["loss_settings"] == {"sigma": 2.5}
+    assert Objective("dense", two.recipe.distill).main.sigma == 2.5
+    # a recipe that leaves the table out trains with its defaults (and says so in the key)
+    r.write_text(f'extends = "scifact/dense-static"\nplugins = ["{EXAMPLES / "ranknet_loss.py"}"]\n'
+                 '[distill]\nloss = "ranknet"\n')
+    assert distill_key(load_recipe(str(r)).recipe)["loss_settings"] == {"sigma": 1.0}
+    # built-in recipes are untouched: no plug-in tables in their key
+    assert "loss_settings" not in distill_key(load_recipe("scifact/dense-static").recipe)
+
+
+def test_plugin_family_and_variant_tables_are_validated_and_read(tmp_path):
+    """A plug-in family's ``[student.<name>]`` and a plug-in variant's ``[distill.<name>]``."""
+    from harness.registry import FAMILIES, VARIANTS
+    from harness.stages.student import distill_key
+    from harness.students import student_settings
+
+    (tmp_path / "fam.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from harness.recipe.fields import param, positive\n"
+        "from harness.registry import FAMILIES, VARIANTS\n"
+        "from harness.students.families import DenseFamily\n"
+        "from harness.distill.variants import Static\n\n"
+        "@dataclass(frozen=True)\nclass Matryoshka:\n"
+        "    dim: int = param(64, doc='Kept dimensions.', check=positive)\n\n"
+        "@FAMILIES.register('plugin-test-mrl')\nclass MRL(DenseFamily):\n"
+        "    name, Settings = 'plugin-test-mrl', Matryoshka\n\n"
+        "@dataclass(frozen=True)\nclass Sharpen:\n"
+        "    power: float = param(2.0, doc='Target exponent.')\n\n"
+        "@VARIANTS.register('plugin-test-sharp')\nclass Sharp(Static):\n"
+        "    name, Settings = 'plugin-test-sharp', Sharpen\n")
+    r = tmp_path / "r.toml"
+    r.write_text('extends = "scifact/dense-static"\nplugins = ["fam.py"]\n[student]\nfamily = "plugin-test-mrl"\n'
+                 '[student.plugin-test-mrl]\ndim = 0\n[distill]\nvariant = "plugin-test-sharp"\n'
+                 '[distill.plugin-test-sharp]\npower = "x"\n')
+    try:
+        with pytest.raises(RecipeError) as err:
+            load_recipe(str(r))
+        lines = str(err.value).splitlines()
+        assert any(x.endswith("r.toml: student.plugin-test-mrl.dim: expected a positive integer, got 0")
+                   for x in lines), lines
+        assert any(x.endswith('r.toml: distill.plugin-test-sharp.power: expected a number, got "x"')
+                   for x in lines), lines
+        good = load_recipe(str(r), ["student.plugin-test-mrl.dim=32", "distill.plugin-test-sharp.power=3"])
+        family = FAMILIES["plugin-test-mrl"]()
+        assert family.section(good.recipe).dim == 32
+        assert VARIANTS["plugin-test-sharp"]().settings(good.recipe).power == 3.0
+        assert distill_key(good.recipe)["variant_settings"] == {"power": 3.0}
+        assert good.config["student"]["plugin-test-mrl"] == {"dim": 32}
+        # defaults when the recipe has no table; a table for a family without Settings stays an unknown key
+        r.write_text('extends = "scifact/dense-static"\nplugins = ["fam.py"]\n[student]\nfamily = "plugin-test-mrl"\n')
+        assert family.section(load_recipe(str(r)).recipe).dim == 64
+        with pytest.raises(RecipeError, match=r"student.plugin-test-other: unknown key"):
+            load_recipe(str(r), ["student.plugin-test-other.dim=1"])
+        assert "dim" not in student_settings(load_recipe("scifact/dense-static").recipe)
+    finally:
+        FAMILIES._items.pop("plugin-test-mrl", None)
+        VARIANTS._items.pop("plugin-test-sharp", None)

@@ -16,10 +16,27 @@ from hypothesis import strategies as st
 from conftest import run_cli
 from harness.errors import RecipeError
 from harness.recipe import load_recipe
-from harness.recipe.fields import describe
 from harness.recipe.schema import Recipe
 
-FIELDS = [name for name, *_ in describe(Recipe)]
+
+
+def _fields(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted field name of the schema (nested sections flattened)."""
+    import dataclasses
+    import typing
+
+    hints, out = typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        if f.name.startswith("_"):
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.extend(_fields(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+FIELDS = _fields(Recipe)
 SECTIONS = sorted({f.split(".")[0] for f in FIELDS if "." in f})
 CASES = 400  # per property; three properties
 

@@ -34,6 +34,15 @@ class Variant:
     scaled_targets: ClassVar[bool] = True
     fixed_loss: ClassVar["str | None"] = None
     fixed_settings: ClassVar[dict[str, Any]] = {}  # [distill] values the variant always trains with
+    #: a plug-in variant's ``[distill.<name>]`` table (a frozen dataclass of ``param`` fields, validated with the
+    #: recipe; in the student's key); read it with :meth:`settings`
+    Settings: ClassVar["type | None"] = None
+
+    def settings(self, recipe):
+        """This variant's ``[distill.<name>]`` table (its defaults when the recipe has none)."""
+        from harness.recipe.fields import plugin_settings
+
+        return plugin_settings(recipe.distill, self.name, self.Settings) if self.Settings is not None else None
 
     def targets(self, ctx: "RunContext") -> "tuple[Any, dict[str, Any]]":
         raise NotImplementedError

@@ -166,18 +166,51 @@ class Problems:
         self.lines.append(f"{self._source_of(path)}: {shown}: {message}")
 
 
+PLUGIN_TABLES = "_plugins"  # the field that holds a section's plug-in tables
+
+
+def plugin_tables(cls: type) -> dict[str, type]:
+    """Plug-in tables a section accepts: ``{name: settings dataclass}`` of every entry of the registries the
+    section names in ``__plugin_registries__`` that declares ``Settings`` (``[student.<family>]``,
+    ``[distill.<variant>]``, ``[distill.<loss>]``)."""
+    out: dict[str, type] = {}
+    for registry in getattr(cls, "__plugin_registries__", ()):
+        for name in registry.names():
+            settings = getattr(registry[name], "Settings", None)
+            if settings is not None and dataclasses.is_dataclass(settings):
+                out[name] = settings
+    return out
+
+
+def plugin_settings(section: Any, name: str, settings: type) -> Any:
+    """A plug-in's validated table in ``section`` (``[student.<name>]``, …), else its defaults."""
+    found = getattr(section, PLUGIN_TABLES, None) or {}
+    return found[name] if name in found else settings()
+
+
 def build(cls: type, data: Any, path: str, problems: Problems) -> Any:
-    """Turn a TOML table into an instance of dataclass ``cls``, recording problems; returns None on failure."""
+    """Turn a TOML table into an instance of dataclass ``cls``, recording problems; returns None on failure.
+
+    A plug-in's table inside a section that accepts them is built from the plug-in's own ``Settings``
+    dataclass exactly like a built-in table (types, checks, unknown keys, the file that set each field)."""
     if not isinstance(data, dict):
         problems.add(path, f"expected a table, got {render(data)}")
         return None
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    tables = plugin_tables(cls) if any(k not in known for k in data) else {}
     ok = True
+    extra: dict[str, Any] = {}
     for key in data:
+        if key in tables:
+            where = f"{path}.{key}" if path else key
+            section = build(tables[key], data[key], where, problems)
+            ok &= section is not None
+            extra[key] = section
+            continue
         if key not in known:
             where = f"{path}.{key}" if path else key
-            close = suggest(key, list(known))
+            close = suggest(key, list(known) + list(tables))
             hint = f'; did you mean "{close}"?' if close else f"; known keys: {', '.join(sorted(known))}"
             problems.add(where, f"unknown key{hint}")
             ok = False
@@ -195,6 +228,8 @@ def build(cls: type, data: Any, path: str, problems: Problems) -> Any:
             values[name] = value
     if not ok:
         return None
+    if extra:
+        values[PLUGIN_TABLES] = extra
     try:
         return cls(**values)
     except ValueError as exc:  # __post_init__ cross-field checks raise ValueError("field: message")
@@ -288,27 +323,11 @@ def _qualify(words: str, tp: Any) -> str:
 def to_dict(obj: Any) -> Any:
     """A validated recipe back to plain TOML-like data (for hashing and the manifest)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
+        out.update(to_dict(getattr(obj, PLUGIN_TABLES, None) or {}))  # plug-in tables, as the recipe wrote them
+        return out
     if isinstance(obj, list):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
-
-
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(dotted name, type words, default, doc) for every field: the reference table in the docs."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name.startswith("_"):
-            continue
-        name = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, name + "."))
-            continue
-        default = f.default if f.default is not MISSING else (
-            f.default_factory() if f.default_factory is not MISSING else "(required)")  # type: ignore[misc]
-        rows.append((name, f.metadata.get("expect") or _type_words(tp), default, f.metadata.get("doc", "")))
-    return rows

@@ -7,7 +7,7 @@ file and the field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.recipe.fields import between, non_empty, non_negative, one_of, param, positive, positive_at_most
@@ -234,6 +234,9 @@ class StudentSection:
     splade: SpladeSection = param(SpladeSection)
     colbert: ColbertSection = param(ColbertSection)
     dense: DenseSection = param(DenseSection)
+    # [student.<family>] of a plug-in family that declares Settings (validated like the tables above)
+    _plugins: dict = field(default_factory=dict, repr=False, hash=False)
+    __plugin_registries__ = (FAMILIES,)
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,9 @@ class DistillSection:
     online: OnlineSection = param(OnlineSection)
     self: SelfSection = param(SelfSection)
     multitask: MultitaskSection = param(MultitaskSection)
+    # [distill.<variant>] / [distill.<loss>] of a plug-in that declares Settings
+    _plugins: dict = field(default_factory=dict, repr=False, hash=False)
+    __plugin_registries__ = (VARIANTS, LOSSES)
 
     def __post_init__(self) -> None:
         if self.variant == "self" and not self.self.teacher:

@@ -49,10 +49,20 @@ def distill_key(recipe) -> dict[str, Any]:
         key["pairs"] = d.pairs
     if loss == "kl":
         key["temperature"] = d.temperature
-    if variant_of(recipe).scaled_targets:
+    variant = variant_of(recipe)
+    if variant.scaled_targets:
         key["target_scale"] = d.target_scale
         if d.target_scale == "fixed":
             key["scale"] = [d.scale_a, d.scale_b]
+    # a plug-in's own [distill.<name>] table (built-in variants' sections are in their targets' key)
+    from harness.recipe.fields import plugin_settings, to_dict
+    from harness.registry import LOSSES
+
+    if variant.Settings is not None:
+        key["variant_settings"] = to_dict(variant.settings(recipe))
+    loss_settings = getattr(LOSSES[loss], "Settings", None)
+    if loss_settings is not None:
+        key["loss_settings"] = to_dict(plugin_settings(recipe.distill, loss, loss_settings))
     return key
 
 

@@ -21,12 +21,19 @@ class Family:
     name: ClassVar[str]
     default_loss: ClassVar[str] = "margin-mse"
     random_init: ClassVar[bool] = False  # building it from a backbone draws new weights (seed-dependent)
+    #: a plug-in family's ``[student.<name>]`` table: a frozen dataclass of ``harness.recipe.fields.param``
+    #: fields, validated with the recipe like a built-in table (the shipped families' tables are in the schema)
+    Settings: ClassVar["type | None"] = None
 
     def build(self, path: Path, settings: dict, calibration_texts: Sequence[str] = (), field: str = "student.model"):
         raise NotImplementedError
 
     def section(self, recipe):
         """The recipe's ``[student.<family>]`` section (None: the family has none)."""
+        if self.Settings is not None:
+            from harness.recipe.fields import plugin_settings
+
+            return plugin_settings(recipe.student, self.name, self.Settings)
         return getattr(recipe.student, self.name, None)
 
     def settings(self, recipe) -> dict[str, Any]:
