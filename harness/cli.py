@@ -174,7 +174,9 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
 
 def _setup_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    from harness.encoding import rank_tag  # each rank's lines carry its rank under torchrun
+
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {rank_tag()}%(message)s", datefmt="%H:%M:%S"))
     root = logging.getLogger("harness")
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.INFO)
