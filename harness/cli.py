@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, metavar="PATTERN", help="only recipes whose file name matches (glob)")
     _add_run_args(p)
     _add_seeds_arg(p)
+    g = p.add_argument_group("on a cluster (submitit; one job per recipe, answer keys first)")
+    g.add_argument("--executor", choices=["local", "slurm"], default=None,
+                   help="local: parallel local processes; slurm: Slurm jobs with afterok dependencies "
+                        "(default: every recipe in this process)")
+    g.add_argument("--workers", type=int, default=2, help="local executor: jobs at once (2)")
+    g.add_argument("--slurm-partition", default=None, help="slurm: partition")
+    g.add_argument("--slurm-gpus", type=int, default=0, help="slurm: GPUs per job (0)")
+    g.add_argument("--slurm-cpus", type=int, default=8, help="slurm: CPUs per job (8)")
+    g.add_argument("--slurm-time", type=int, default=240, help="slurm: minutes per job (240)")
 
     p = sub.add_parser("answer-key", help="build (or reuse) the recipe's answer key: teacher scores of every "
                                           "training pair, as parquet")
@@ -239,7 +248,14 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     from harness.suite import run_suite
 
     runs_dir = args.runs_dir or Path(os.environ.get("HARNESS_RUNS_DIR", "runs"))
-    out = run_suite(args.folder, runs_dir, args.overrides, args.only, force=args.force, seeds=args.seeds)
+    if args.workers < 1:
+        from harness.errors import UserInputError
+
+        raise UserInputError(f"--workers: expected a positive integer, got {args.workers}")
+    slurm = {"partition": args.slurm_partition, "gpus": args.slurm_gpus, "cpus": args.slurm_cpus,
+             "time": args.slurm_time}
+    out = run_suite(args.folder, runs_dir, args.overrides, args.only, force=args.force, seeds=args.seeds,
+                    executor=args.executor, workers=args.workers, slurm=slurm)
     if args.json:
         sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
     else:

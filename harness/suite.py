@@ -70,34 +70,51 @@ def suite_recipes(folder: "str | Path", overrides=(), only: "str | None" = None)
     return sorted(loaded, key=lambda x: (rank(x), x.name))
 
 
-def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = False, seeds: int = 1) -> dict[str, Any]:
-    """Run every recipe of ``folder``; ``seeds`` > 1 trains each student that many times (see harness.seeds)."""
-    from harness.pipeline import run_recipe
-    from harness.seeds import run_seeds
+def _row(payload: dict[str, Any], seconds: float) -> dict[str, Any]:
+    return {"seconds": round(seconds, 1), "run_dir": payload["run_dir"], "compute_seconds": payload["compute_seconds"],
+            "results": payload["results"],
+            **({"std": payload["std"], "seeds": payload["seeds"]["n"]} if "std" in payload else {})}
 
+
+def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = False, seeds: int = 1,
+              executor: "str | None" = None, workers: int = 2, slurm: "dict | None" = None) -> dict[str, Any]:
+    """Run every recipe of ``folder``; ``seeds`` > 1 trains each student that many times (see harness.seeds).
+    ``executor`` ("local", "slurm"): one job per recipe through submitit (:mod:`harness.cluster`) instead of
+    one process."""
     recipes = suite_recipes(folder, overrides, only)
     log.info("suite %s: %d recipes: %s", folder, len(recipes), ", ".join(r.name for r in recipes))
     t0 = time.perf_counter()
     out: dict[str, Any] = {"suite": str(folder), "overrides": list(overrides), "seeds": seeds, "recipes": {},
                            "failed": {}}
-    cache: dict = {}  # content-keyed: teachers, students, groups loaded once for the whole suite
     payloads: list[dict[str, Any]] = []
-    for loaded in recipes:
-        t1 = time.perf_counter()
-        try:
-            if seeds > 1:
-                payload = run_seeds(str(loaded.path), overrides, runs_dir, seeds, force=force, cache=cache)
-            else:
-                payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
-            out["recipes"][loaded.name] = {"seconds": round(time.perf_counter() - t1, 1), "run_dir": payload["run_dir"],
-                                           "compute_seconds": payload["compute_seconds"],
-                                           "results": payload["results"],
-                                           **({"std": payload["std"], "seeds": payload["seeds"]["n"]}
-                                              if "std" in payload else {})}
-            payloads.append(payload)
-        except HarnessError as exc:
-            log.error("suite: %s failed: %s", loaded.name, exc)
-            out["failed"][loaded.name] = str(exc)
+    if executor:
+        from harness.cluster import execute
+
+        results, failed, seconds = execute(recipes, Path(runs_dir), overrides, executor, workers, force, seeds, slurm)
+        out["executor"] = {"kind": executor, **({"workers": workers} if executor == "local" else {}),
+                           "job_seconds": seconds}
+        for loaded in recipes:
+            if loaded.name in results:
+                out["recipes"][loaded.name] = _row(results[loaded.name], seconds[loaded.name])
+                payloads.append(results[loaded.name])
+        out["failed"] = failed
+    else:
+        from harness.pipeline import run_recipe
+        from harness.seeds import run_seeds
+
+        cache: dict = {}  # content-keyed: teachers, students, groups loaded once for the whole suite
+        for loaded in recipes:
+            t1 = time.perf_counter()
+            try:
+                if seeds > 1:
+                    payload = run_seeds(str(loaded.path), overrides, runs_dir, seeds, force=force, cache=cache)
+                else:
+                    payload = run_recipe(loaded, runs_dir, force=force, cache=cache)
+                out["recipes"][loaded.name] = _row(payload, time.perf_counter() - t1)
+                payloads.append(payload)
+            except HarnessError as exc:
+                log.error("suite: %s failed: %s", loaded.name, exc)
+                out["failed"][loaded.name] = str(exc)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["cold_cache_seconds"] = round(cold_cache_seconds(payloads), 1)  # every stage once, whenever it was built
     name = Path(str(folder)).name or "suite"

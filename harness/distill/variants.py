@@ -66,6 +66,11 @@ class Variant:
         """A recipe this one needs trained first (a suite runs it earlier)."""
         return None
 
+    def uses_answer_key(self, recipe) -> bool:
+        """Its targets are the answer key (a suite on a cluster builds each answer key in a job of its own,
+        before the students that need it)."""
+        return False
+
 
 @VARIANTS.register("none")
 class Untrained(Variant):
@@ -82,6 +87,9 @@ class Static(Variant):
         from harness.distill.targets import StaticTargets
 
         return StaticTargets(ctx.stages.answer_key_frame()), {"answer-key": ctx.stages.answer_key().hash}
+
+    def uses_answer_key(self, recipe):
+        return True
 
 
 @VARIANTS.register("online")
@@ -163,6 +171,9 @@ class Multitask(Variant):
 
     def refresh(self, ctx, train, doc_text, targets):
         return VARIANTS[ctx.recipe.distill.multitask.base]().refresh(ctx, train, doc_text, targets)
+
+    def uses_answer_key(self, recipe):
+        return VARIANTS[recipe.distill.multitask.base]().uses_answer_key(recipe)
 
 
 def variant_of(recipe) -> Variant:
