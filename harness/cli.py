@@ -38,6 +38,9 @@ def _add_recipe_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="override a recipe value (TOML syntax), e.g. --set eval.depth=100; repeatable")
 
 
+log = logging.getLogger("harness")
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the results as one JSON object on the last line of stdout")
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     _add_run_args(p)
     _add_seeds_arg(p)
+    p.add_argument("--nproc", type=int, default=0, metavar="N",
+                   help="run across N processes on this machine (launches torchrun --nproc-per-node N): the "
+                        "training batch, the answer key and the corpus encoding are shared; rank 0 writes")
 
     p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, dense and "
                                           "ColBERT students untrained and distilled on SciFact (recipes/quickstart/), "
@@ -206,6 +212,33 @@ def _print_table(payload: dict) -> None:
     print(f"run directory: {payload['run_dir']}")
 
 
+def _launch(nproc: int, argv: "list[str]") -> int:
+    """``harness run --nproc N ...``: the same command under torchrun, N processes on this machine."""
+    import shutil
+    import subprocess
+
+    from harness.errors import UserInputError
+
+    if nproc < 1:
+        raise UserInputError(f"--nproc: expected a positive integer, got {nproc}")
+    rest, skip = [], False
+    for a in argv:  # the command without --nproc
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        rest.append(a)
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    cmd = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"])
+    cmd += ["--standalone", f"--nproc-per-node={nproc}", "-m", "harness", *rest]
+    log.info("launch %s", " ".join(cmd))
+    return subprocess.call(cmd)
+
+
 def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
     from harness.pipeline import run_recipe
     from harness.recipe import load_recipe
@@ -217,6 +250,10 @@ def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
         payload = run_seeds(recipe_spec, args.overrides, runs_dir, args.seeds, force=args.force)
     else:
         payload = run_recipe(load_recipe(recipe_spec, args.overrides), runs_dir, force=args.force)
+    from harness import distributed
+
+    if not distributed.is_main():  # rank 0 reports
+        return 0
     if args.json:
         sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
     else:
@@ -411,6 +448,11 @@ def main(argv: "list[str] | None" = None) -> int:
 
     try:
         if args.command == "run":
+            if getattr(args, "nproc", 0):
+                return _launch(args.nproc, list(sys.argv[1:] if argv is None else argv))
+            from harness import distributed
+
+            distributed.init()  # under torchrun: join the other ranks
             return _cmd_run(args, args.recipe)
         if args.command == "quickstart":
             return _cmd_quickstart(args)

@@ -224,8 +224,11 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
         "stage_info": stage_info,
         "warnings": ctx.warnings,
     }
-    atomic_write_json(run_dir / "manifest.json", manifest)
-    atomic_write_json(run_dir / "results.json", payload)
+    from harness import distributed
+
+    if distributed.is_main():  # under torchrun, rank 0 writes
+        atomic_write_json(run_dir / "manifest.json", manifest)
+        atomic_write_json(run_dir / "results.json", payload)
     return payload
 
 

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,8 +137,47 @@ class Stage:
         return None
 
     @contextlib.contextmanager
-    def ensure(self) -> Iterator["Path | None"]:
-        """Yield None if a verified copy exists (and --force is off), else a temp dir to build into."""
+    def ensure(self, collective: bool = False) -> Iterator["Path | None"]:
+        """Yield None if a verified copy exists (and --force is off), else a temp dir to build into.
+
+        Across ranks (:mod:`harness.distributed`): rank 0 decides and builds; with ``collective`` every rank
+        runs the build (each its share; the others' folders are thrown away), else the others skip it. All
+        ranks leave when rank 0 has published the stage."""
+        from harness import distributed
+
+        if not distributed.coordinating():
+            with self._ensure_here() as out:
+                yield out
+            return
+        if distributed.is_main():
+            with self._ensure_here() as out:
+                build = distributed.broadcast(out is not None)
+                if build and not collective:
+                    with distributed.solo():
+                        yield out
+                elif build:
+                    with distributed.independent():
+                        yield out
+                else:
+                    yield out
+            distributed.barrier()  # (not after a failed build: torchrun stops the others when rank 0 exits)
+            return
+        build = distributed.broadcast(None)
+        if build and collective:
+            tmp = Path(tempfile.mkdtemp(prefix=f"{self.name}-rank{distributed.rank()}-"))
+            try:
+                with distributed.independent():
+                    yield tmp
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            yield None
+        distributed.barrier()
+        self.info = self.manifest().get("info", {})  # as rank 0 published it
+        self.store.ready.add(self.hash)
+
+    @contextlib.contextmanager
+    def _ensure_here(self) -> Iterator["Path | None"]:
         if self.hash in self.store.ready:  # already ensured in this run: no second check, no second record
             self.info = self.manifest().get("info", {})
             yield None

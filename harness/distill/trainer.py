@@ -151,6 +151,14 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
         from harness.errors import DataError
 
         raise DataError("train: no training example (a query with a positive and a BM25 negative)")
+    from harness import distributed
+
+    rank, ranks = distributed.rank(), distributed.size()
+    if ranks > train.batch_queries:
+        from harness.errors import UserInputError
+
+        raise UserInputError(f"train.batch_queries: {train.batch_queries} queries per step cannot be shared by "
+                             f"{ranks} processes; use at least one per process")
     n_steps = max(1, math.ceil(len(examples) * train.epochs / train.batch_queries))
     if train.max_steps:
         n_steps = min(n_steps, train.max_steps)
@@ -204,8 +212,10 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
                     examples = new
                     student.train()
             batch = [examples[i] for i in order[step * train.batch_queries:(step + 1) * train.batch_queries]]
-            qids = [q for q, _ in batch]
-            doc_ids = [docs for _, docs in batch]
+            share = batch[rank::ranks]  # this process's queries of the step (all of them in one process)
+            weight = len(share) / len(batch)  # losses are means over queries: weighted, then summed over ranks
+            qids = [q for q, _ in share]
+            doc_ids = [docs for _, docs in share]
             with autocast(student.device):  # bf16 where the hardware has it; losses below in fp32
                 q_rep = student.encode_queries([queries[q] for q in qids])
                 d_rep = student.encode_docs([doc_text(d) for docs in doc_ids for d in docs])
@@ -217,18 +227,26 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
                     extra, extra_parts = extra_step(student, q_rep, d_rep, qids, doc_ids, step)
                 loss = loss + extra
                 parts.update(extra_parts)
-            loss.backward()
+            (loss * weight if ranks > 1 else loss).backward()
+            if ranks > 1:  # DDP's all-reduce: the gradient of the whole batch's mean loss on every rank
+                distributed.sum_grads(params)
+                logged = distributed.sum_(torch.stack([loss.detach().float(), *(
+                    v.detach().float().reshape(()) for v in parts.values())]) * weight)
+                loss_value, part_values = float(logged[0]), [float(x) for x in logged[1:]]
+            else:
+                loss_value, part_values = loss.item(), [float(v.detach()) for v in parts.values()]
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            row = {"step": step + 1, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
-                   **{k: round(float(v.detach()), 5) for k, v in parts.items()}}
+            row = {"step": step + 1, "loss": round(loss_value, 5), "lr": sched.get_last_lr()[0],
+                   **{k: round(v, 5) for k, v in zip(parts, part_values)}}
             row.update(student.step_figures(q_rep, d_rep))
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
             bar.update(1)
-            if train.checkpoint_every and (step + 1) % train.checkpoint_every == 0 and step + 1 < n_steps:
+            if train.checkpoint_every and (step + 1) % train.checkpoint_every == 0 and step + 1 < n_steps \
+                    and distributed.is_main():  # rank 0's: the same whatever the number of processes
                 _save_checkpoint(ckpt, {"step": step + 1, "student": student.state_dict(),
                                         "objective": objective.state_dict(), "optimizer": opt.state_dict(),
                                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),

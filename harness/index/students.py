@@ -27,8 +27,12 @@ def index_corpus(family: str, student, doc_ids: Sequence[str], texts: Sequence[s
     backend = INDEXES[family]
     (out / "doc_ids.txt").write_text("\n".join(doc_ids) + "\n")
     t0 = time.perf_counter()
-    reps = student.infer_docs(texts, doc_max_len)
+    reps = student.infer_docs(texts, doc_max_len)  # (shared by the ranks under torchrun)
     encode_seconds = time.perf_counter() - t0
+    from harness import distributed
+
+    if not distributed.is_main():
+        return {}  # rank 0 writes the index
     info: dict[str, Any] = {"documents": len(doc_ids), "doc_max_len": doc_max_len or student.doc_max_len,
                             "encode_seconds": round(encode_seconds, 2),
                             "docs_per_second": round(len(doc_ids) / max(encode_seconds, 1e-9), 1),

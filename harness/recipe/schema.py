@@ -107,6 +107,10 @@ class TrainSection:
                       check=positive_at_most(1.0))
     warmup: float = param(0.1, doc="Fraction of the steps spent warming up.", check=between(0.0, 1.0))
     weight_decay: float = param(0.01, doc="AdamW weight decay.", check=non_negative)
+    dropout: float = param(-1.0, doc="Dropout while training (every dropout of the backbone and heads); -1 = the "
+                                     "backbone's own (0.1 for MiniLM). 0 makes a step a function of its batch "
+                                     "alone (e.g. to compare 1 process with N under torchrun).",
+                           check=lambda v: None if v == -1 or 0 <= v < 1 else "-1 or a number in [0, 1)")
     checkpoint_every: int = param(50, doc="Save a resumable checkpoint every N steps (0 = never).",
                                   check=non_negative)
 

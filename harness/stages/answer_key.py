@@ -40,7 +40,7 @@ def answer_key_stage(store: Store, teacher_key: dict, groups: Stage, pool: Stage
     stage = store.stage("answer-key", {"teacher": teacher_key, "groups": groups.hash,
                                        "corpus": train.corpus_fingerprint(), "chunk": CHUNK_PAIRS,
                                        "plan": PLAN}, scope=SHARED)
-    with stage.ensure() as out:
+    with stage.ensure(collective=True) as out:  # under torchrun each rank scores its share of the chunks
         if out is not None:
             stage.info.update(_score_groups(stage, out, read_groups_stage(groups), read_run(pool), train, make))
     return stage
@@ -63,6 +63,9 @@ def _score_groups(stage: Stage, out: Path, groups, pools, train: Dataset, make: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from harness import distributed
+
+    rank, ranks = distributed.rank(), distributed.size()
     partial = stage.dir.with_name(stage.dir.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     chunks = _chunks(groups, CHUNK_PAIRS)
@@ -76,14 +79,14 @@ def _score_groups(stage: Stage, out: Path, groups, pools, train: Dataset, make: 
         bar.update(sum(len(g.doc_ids) for i in done for g in chunks[i]))
         for i, chunk in enumerate(chunks):
             path = partial / f"chunk-{i:05d}.parquet"
-            if i in done:
+            if i in done or i % ranks != rank:  # (another rank's chunk)
                 continue
             if teacher is None:
                 teacher = make()
                 # every passage any chunk needs, encoded in one plan fixed by the groups (resumable in parts):
                 # a chunk scored after a restart sees exactly the embeddings an uninterrupted run saw
                 teacher.prepare([Request(g.qid, train.queries[g.qid], g.doc_ids, pools.get(g.qid)) for g in groups],
-                                partial / "teacher")
+                                partial / "teacher" if distributed.is_main() else None)
             requests = [Request(g.qid, train.queries[g.qid], g.doc_ids, pools.get(g.qid)) for g in chunk]
             scores = teacher.score_pairs(requests)
             table = pa.table({
@@ -98,6 +101,9 @@ def _score_groups(stage: Stage, out: Path, groups, pools, train: Dataset, make: 
             scored += len(scores)
             bar.update(len(scores))
     seconds = time.perf_counter() - t0
+    scored = sum(distributed.gather(scored))  # every rank's chunks are written once all have scored
+    if not distributed.is_main():
+        return {}
     table = pa.concat_tables([pq.read_table(partial / f"chunk-{i:05d}.parquet") for i in range(len(chunks))])
     pq.write_table(table, out / "answer_key.parquet")
     shutil.rmtree(partial, ignore_errors=True)

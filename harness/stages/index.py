@@ -24,7 +24,7 @@ def index_stage(store: Store, recipe, student: Stage, ds: Dataset, load_student:
     stage = store.stage(f"{recipe.student.family}-index", {
         "student": student.hash, "corpus": ds.corpus_fingerprint(), "fields": list(fields),
         "doc_max_len": doc_len, **index_cfg, "versions": package_versions()}, scope=SHARED)
-    with stage.ensure() as out:
+    with stage.ensure(collective=True) as out:  # under torchrun the ranks share the encoding
         if out is not None:
             docs = list(ds.docs())
             stage.info.update(index_corpus(recipe.student.family, load_student(), [d.doc_id for d in docs],

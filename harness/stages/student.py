@@ -98,10 +98,12 @@ def student_stage(store: Store, recipe, train: Dataset, *, groups: "Stage | None
         key["train_seed"] = recipe.train.seed
     if variant.trains:
         train_cfg = {k: v for k, v in vars(recipe.train).items() if k not in ("checkpoint_every", "seed")}
+        if recipe.train.dropout == -1:  # the backbone's own: students trained before the setting keep their key
+            del train_cfg["dropout"]
         key.update(groups=groups.hash, targets=target_key, distill=distill_key(recipe), train=train_cfg,
                    **family.student_key(recipe))
     stage = store.stage(f"student-{recipe.student.family}", key, scope=SHARED)
-    with stage.ensure() as out:
+    with stage.ensure(collective=True) as out:  # under torchrun each rank trains on its share of each batch
         if out is not None:
             stage.info.update(_train(recipe, train, stage, out, groups if variant.trains else None, targets,
                                      init, extra_step, refresh))
@@ -126,7 +128,15 @@ def _train(recipe, train: Dataset, stage: Stage, out: Path, groups, targets, ini
     calibration = [d.contents(fields) for _, d in zip(range(64), train.docs())]
     backbone = init.dir / "model" if init is not None else resolve_model(recipe.student.model, "student.model")
     student = build_student(recipe.student.family, backbone, student_settings(recipe), calibration).to(get_device())
+    if recipe.train.dropout >= 0:
+        for m in student.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = recipe.train.dropout
     info: dict[str, Any] = {"device": str(get_device()), "initialised_from": str(backbone)}
+    from harness import distributed
+
+    if distributed.active():
+        info["ranks"] = distributed.size()
     if groups is not None:
         doc_text = lambda d: docs[d].contents(fields)  # noqa: E731
         examples = make_examples(read(groups), recipe.negatives.count + 1)
@@ -137,14 +147,16 @@ def _train(recipe, train: Dataset, stage: Stage, out: Path, groups, targets, ini
         if extra is not None:
             objective.add_module("aux", extra)  # its parameters (e.g. an MLM head) train with the student
         if hasattr(targets, "prepare"):  # a teacher in the step: its passages in one fixed plan, resumable
-            targets.prepare(examples, train.queries, scratch / "teacher")
+            targets.prepare(examples, train.queries, scratch / "teacher" if distributed.is_main() else None)
         hook = refresh(doc_text, targets) if refresh is not None else None
         info.update(train_student(student, examples, train.queries, doc_text, targets, objective, recipe.train,
                                   seed, out, scratch, extra_step=extra, refresh=hook))
         if hasattr(targets, "teacher") and hasattr(targets.teacher, "calls"):
             info["teacher_calls"] = targets.teacher.calls
-        shutil.rmtree(scratch, ignore_errors=True)
-    student.save(out / "model")
+        if distributed.is_main():
+            shutil.rmtree(scratch, ignore_errors=True)
+    if distributed.is_main():  # rank 0 writes
+        student.save(out / "model")
     return info
 
 

@@ -103,18 +103,31 @@ class Student(torch.nn.Module):
         return {}
 
     def _infer(self, texts: Sequence[str], encode, desc: str) -> list:
+        """Representations of ``texts`` in length-sorted batches. Under torchrun, inside a stage the ranks
+        build together, batch b is encoded by rank b mod N (the same batches as one process: the same
+        vectors) and every rank gets them all."""
+        from harness import distributed
+
         out: list = [None] * len(texts)
         batches = length_sorted_batches([len(t) for t in texts], self.batch_size)
+        rank, ranks = distributed.rank(), distributed.size()
+        mine = batches[rank::ranks]
         was_training = self.training
         self.eval()
         try:
-            with progress(len(texts), desc, unit="text") as bar, torch.inference_mode(), autocast(self.device):
-                for idx in batches:
+            with progress(sum(map(len, mine)), desc, unit="text") as bar, torch.inference_mode(), \
+                    autocast(self.device):
+                for idx in mine:
                     for i, item in zip(idx, encode([texts[i] for i in idx])):
                         out[i] = item
                     bar.update(len(idx))
         finally:
             self.train(was_training)
+        if ranks > 1:
+            for part in distributed.gather([(b, [out[i] for i in batches[b]]) for b in range(rank, len(batches), ranks)]):
+                for b, items in part:
+                    for i, item in zip(batches[b], items):
+                        out[i] = item
         return out
 
     def infer_queries(self, texts: Sequence[str], max_len: "int | None" = None) -> list:
