@@ -96,7 +96,9 @@ def start_jvm() -> None:
             # a native crash (pyjnius at interpreter exit, a signal mid-call) must not drop hs_err_pid*.log
             # into the user's working directory (a checkout, a runs directory): the JVM writes it to /tmp
             crash_log = f"-XX:ErrorFile={tempfile.gettempdir()}/distill-harness-hs_err_pid%p.log"
-            jnius_config.set_options(crash_log, *shlex.split(os.environ.get("HARNESS_JAVA_OPTS", "")))
+            # -Xrs: Ctrl-C stays Python's (KeyboardInterrupt: temp folders removed, "interrupted" said); without
+            # it the JVM's own handler ends the process at once from any Lucene call
+            jnius_config.set_options(crash_log, "-Xrs", *shlex.split(os.environ.get("HARNESS_JAVA_OPTS", "")))
         try:
             import jnius  # noqa: F401  (this starts the JVM)
         except Exception as exc:  # pyjnius raises SystemError/JavaException/ImportError
