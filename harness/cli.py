@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUNS_DIR", help="runs roots (e.g. runs/)")
     p.add_argument("--dry-run", action="store_true", help="only list what would go")
 
+    p = sub.add_parser("export", help="take a finished run outside the harness: the student with its model card, "
+                                      "TREC run files, per-query metrics, the leaderboard rows")
+    p.add_argument("run", type=Path, help="a run directory (runs/<recipe>)")
+    p.add_argument("--to", type=Path, required=True, metavar="DIR", help="where to write them")
+
     p = sub.add_parser("leaderboard", help="write leaderboards/<suite>/: README.md, results.csv, index.html, plots")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs_help)
     p.add_argument("--suite", required=True, help="the leaderboard's name")
@@ -472,6 +477,14 @@ def main(argv: "list[str] | None" = None) -> int:
             return _cmd_gc(args)
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
+        if args.command == "export":
+            from harness.report.export import export_run
+
+            written = export_run(args.run, args.to)
+            for k, v in written.items():
+                for path in ([v] if isinstance(v, str) else v):
+                    print(f"{k:<8} {path}")
+            return 0
         if args.command == "recipes":
             from harness.recipe import builtin_recipes
 

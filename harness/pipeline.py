@@ -229,6 +229,11 @@ def run_recipe(loaded: LoadedRecipe, runs_dir: Path, force: bool = False,
     if distributed.is_main():  # under torchrun, rank 0 writes
         atomic_write_json(run_dir / "manifest.json", manifest)
         atomic_write_json(run_dir / "results.json", payload)
+        if recipe.method == "student":  # the student's model card, from this run (harness export ships it)
+            from harness.artifacts.store import atomic_write_text
+            from harness.report.export import model_card, student_dir
+
+            atomic_write_text(run_dir / "model_card.md", model_card(payload, manifest, str(student_dir(manifest))))
     return payload
 
 

@@ -1,0 +1,88 @@
+"""Runs taken outside the harness: model cards (golden), and ``harness export`` round trips."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import last_json_line, run_cli
+from harness.report.export import model_card
+
+GOLDEN = Path(__file__).parent / "golden" / "model_card_colbert.md"
+
+RESULTS = {
+    "recipe": "scifact-colbert-static", "recipe_file": "/x/recipes/scifact/colbert-static.toml",
+    "recipe_hash": "0123456789abcdef" * 4, "method": "student", "run_dir": "/x/runs/scifact-colbert-static",
+    "description": "colbert — distilled from the static answer key",
+    "results": {"beir/scifact/test": {"nDCG@10": 0.6768, "R@100": 0.8943},
+                "cranfield": {"nDCG@10": 0.3518, "R@100": 0.7342}},
+    "queries": {"beir/scifact/test": 300, "cranfield": 225},
+    "training": {"loss": "margin-mse", "steps": 104, "examples": 831, "precision": "bf16", "train_seconds": 118.2,
+                 "device": "cpu"},
+}
+MANIFEST = {
+    "finished": "2026-12-01T17:00:00+0000",
+    "config": {"student": {"family": "colbert", "model": "minilm", "layers": 0, "query_max_len": 32, "doc_max_len": 128},
+               "teacher": {"kind": "cross-encoder", "model": "cross-encoder/ms-marco-MiniLM-L-6-v2"},
+               "distill": {"variant": "static", "loss": "auto"},
+               "train": {"dataset": "beir/scifact/train", "dev_fraction": 0.1, "batch_queries": 8, "lr": 5e-05}},
+    "environment": {"versions": {"distill-harness": "0.1.0", "torch": "2.11.0", "transformers": "5.24.0"},
+                    "git": {"commit": "6eaa1c3d339af41a6ea4bf97de94b1bac01ba047"}, "device": "cpu"},
+}
+
+
+def test_model_card_golden():
+    card = model_card(RESULTS, MANIFEST, "path/to/model")
+    if os.environ.get("HARNESS_UPDATE_GOLDEN"):
+        GOLDEN.write_text(card)
+    assert card == GOLDEN.read_text()
+
+
+def test_model_card_names_the_loader_of_each_family_and_a_self_teacher():
+    for family, needle in (("splade", "SparseEncoder("), ("dense", "SentenceTransformer("), ("colbert", "models.ColBERT(")):
+        m = {**MANIFEST, "config": {**MANIFEST["config"], "student": {**MANIFEST["config"]["student"], "family": family}}}
+        assert needle in model_card(RESULTS, m)
+    m = {**MANIFEST, "config": {**MANIFEST["config"], "distill": {"variant": "self", "self": {"teacher": "scifact/colbert-static"}}}}
+    card = model_card(RESULTS, m)
+    assert "the trained student of `scifact/colbert-static`" in card and "cross-encoder `" not in card
+
+
+@pytest.mark.e2e
+def test_export_round_trips_runs_metrics_rows_and_the_model(tmp_path, data_dir):
+    from harness.evaluate import read_trec
+    from harness.students import load_student
+
+    runs = tmp_path / "runs"
+    out = run_cli("run", "scifact/dense-untrained", "--runs-dir", str(runs), "--json", "--set", "eval.max_queries=20",
+                  "--set", "eval.max_docs=300", "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]')
+    assert out.returncode == 0, out.stderr[-2000:]
+    payload = last_json_line(out.stdout)
+    dest = tmp_path / "export"
+    out = run_cli("export", payload["run_dir"], "--to", str(dest))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (ds,) = payload["results"]
+    (trec,) = (dest / "runs").glob("*.trec")
+    assert read_trec(trec) == read_trec(Path(payload["files"][ds]["run"]))
+    # per-query metrics in ir_measures' long format average to the run's figures
+    per: dict[str, list[float]] = {}
+    for line in next((dest / "metrics").glob("*.tsv")).read_text().splitlines():
+        qid, measure, value = line.split("\t")
+        per.setdefault(measure, []).append(float(value))
+    for measure, values in per.items():
+        assert len(values) == 20 and abs(sum(values) / 20 - payload["results"][ds][measure]) < 1e-5
+    rows = list(csv.DictReader(open(dest / "results.csv")))
+    assert {(r["dataset"], r["measure"]) for r in rows} == {(ds, m) for m in payload["results"][ds]}
+    card = (dest / "model" / "README.md").read_text()
+    assert "SentenceTransformer(" in card and f"{payload['results'][ds]['nDCG@10']:.4f}" in card
+    assert (dest / "model" / "modules.json").is_file()
+    assert load_student(dest / "model").family == "dense"  # the exported folder loads as it was saved
+    try:  # the tools users read runs with, when installed beside the harness
+        import ranx  # noqa: F401
+    except ImportError:
+        return
+    from ranx import Run
+
+    assert len(Run.from_file(str(trec), kind="trec").run) == 20
