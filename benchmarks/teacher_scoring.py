@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import report  # noqa: E402
 
 
 def main() -> None:
@@ -76,7 +78,9 @@ def main() -> None:
           f"max_len {args.max_len}, model {args.model}")
     print(f"raw forward      {rate['raw']:8.1f} pairs/s")
     print(f"harness scorer   {rate['harness']:8.1f} pairs/s")
-    print(f"ratio harness/raw {rate['harness'] / rate['raw']:.2f}  (goal >= 0.9); max |score diff| {diff:.2e}")
+    report("teacher-scoring", rate["harness"] / rate["raw"], 0.9, pairs=len(pairs), batch_size=args.batch_size,
+           max_len=args.max_len, raw_pairs_per_s=round(rate["raw"], 1), harness_pairs_per_s=round(rate["harness"], 1),
+           max_score_diff=float(f"{diff:.2e}"))
 
 
 if __name__ == "__main__":
