@@ -109,7 +109,7 @@ def test_the_index_reads_passages_at_the_evaluation_length(tmp_path, fp32):
     cfg = load_recipe("scifact/dense-static").recipe.index
     out = tmp_path / "index"
     out.mkdir()
-    info = index_corpus("dense", student, ["a", "b"], texts, out, cfg, doc_max_len=256)
+    info = index_corpus("dense", student, zip(["a", "b"], texts), out, cfg, doc_max_len=256)
     assert info["doc_max_len"] == 256
     full = student.infer_docs(texts, 256)
     cut = student.infer_docs(texts)  # the training length (16 tokens): both passages read the same head

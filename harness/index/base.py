@@ -7,6 +7,9 @@ interface:
 
 * ``write(reps, out, cfg, approximate)`` keeps what an exhaustive search reads (sparse weights, token
   vectors, vectors) and, when ``approximate``, builds the index; returns figures;
+* ``writer(out, cfg, approximate)``: the same, fed chunk by chunk (``add(reps)``, then ``finish()``), so a
+  corpus is encoded and written in parts and never held whole (the shipped backends stream to disk; the
+  default keeps the chunks and calls ``write`` once);
 * ``open(out, cfg)`` then ``search(q_reps, k)`` (the index) / ``exact(q_reps, k)`` (every passage scored);
 * ``exhaustive(q_reps, d_reps, k)``: the exact search over representations in memory (re-mining).
 
@@ -33,6 +36,10 @@ class StudentIndex:
     @classmethod
     def write(cls, reps: Sequence[Any], out: Path, cfg, approximate: bool) -> dict[str, Any]:
         raise NotImplementedError
+
+    @classmethod
+    def writer(cls, out: Path, cfg, approximate: bool) -> "IndexWriter":
+        return IndexWriter(cls, out, cfg, approximate)
 
     @classmethod
     def open(cls, directory: Path, cfg) -> "StudentIndex":
@@ -66,6 +73,54 @@ class StudentIndex:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class IndexWriter:
+    """A corpus's representations, chunk by chunk. This default keeps them all and calls the backend's
+    ``write`` at the end (a plug-in backend that cannot stream); the shipped backends override it."""
+
+    def __init__(self, backend: "type[StudentIndex]", out: Path, cfg, approximate: bool):
+        self.backend, self.out, self.cfg, self.approximate = backend, Path(out), cfg, approximate
+        self.reps: list[Any] = []
+
+    def add(self, reps: Sequence[Any]) -> None:
+        self.reps.extend(reps)
+
+    def finish(self) -> dict[str, Any]:
+        return self.backend.write(self.reps, self.out, self.cfg, self.approximate)
+
+
+class NpyAppender:
+    """A 2-d array written to ``path`` (.npy) block of rows by block of rows, never held whole: the rows go
+    to ``path.rows`` raw, then ``finish`` writes the header (as ``np.save`` would) and moves them behind it."""
+
+    def __init__(self, path: Path, dtype):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        self.raw = self.path.with_name(self.path.name + ".rows")
+        self.raw.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.raw, "wb")
+        self.rows, self.width = 0, None
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.ndim != 2 or (self.width is not None and block.shape[1] != self.width):
+            raise ValueError(f"expected rows of width {self.width}, got shape {block.shape}")
+        self.width = block.shape[1]
+        self.fh.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def finish(self) -> np.ndarray:
+        """The written array, memory-mapped."""
+        import shutil
+
+        self.fh.close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (self.rows, self.width or 0)}
+        with open(self.path, "wb") as out, open(self.raw, "rb") as src:
+            np.lib.format.write_array_header_1_0(out, header)
+            shutil.copyfileobj(src, out, 16 << 20)
+        self.raw.unlink()
+        return np.load(self.path, mmap_mode="r")
 
 
 def top_k(scores: np.ndarray, k: int, keep=None) -> Hits:

@@ -10,17 +10,22 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.index.base import StudentIndex, top_k
+from harness.index.base import IndexWriter, NpyAppender, StudentIndex, top_k
 from harness.registry import INDEXES
 
 
 def build_dense_index(vectors: np.ndarray, index_dir: Path, cfg) -> dict:
-    import faiss
-
     index_dir.mkdir(parents=True, exist_ok=True)
-    _open.pop(str(index_dir), None)
     vectors = np.ascontiguousarray(vectors.astype(np.float32))
     np.save(index_dir / "vectors.npy", vectors)
+    return faiss_index(vectors, index_dir, cfg)
+
+
+def faiss_index(vectors: np.ndarray, index_dir: Path, cfg, block: int = 65536) -> dict:
+    """``index_dir/faiss.index`` over ``vectors`` (an array or a memory map: added a block at a time)."""
+    import faiss
+
+    _open.pop(str(index_dir), None)
     t0 = time.perf_counter()
     dim = vectors.shape[1]
     if cfg.kind == "hnsw":
@@ -28,7 +33,8 @@ def build_dense_index(vectors: np.ndarray, index_dir: Path, cfg) -> dict:
         index.hnsw.efConstruction = cfg.ef_construction
     else:
         index = faiss.IndexFlatIP(dim)
-    index.add(vectors)
+    for start in range(0, vectors.shape[0], block):
+        index.add(np.ascontiguousarray(vectors[start:start + block], dtype=np.float32))
     faiss.write_index(index, str(index_dir / "faiss.index"))
     size = (index_dir / "faiss.index").stat().st_size
     return {"documents": int(vectors.shape[0]), "dim": int(dim), "index_bytes": size,
@@ -83,6 +89,10 @@ class FaissIndex(StudentIndex):
         vectors = np.stack(reps)
         return build_dense_index(vectors, out / "index", cfg.faiss) if approximate else save_vectors(vectors, out / "index")
 
+    @classmethod
+    def writer(cls, out: Path, cfg, approximate: bool) -> "DenseWriter":
+        return DenseWriter(cls, out, cfg, approximate)
+
     def __init__(self, directory: Path, cfg):
         super().__init__(directory, cfg)
         self._vectors: "np.ndarray | None" = None
@@ -98,3 +108,22 @@ class FaissIndex(StudentIndex):
         if self._vectors is None:
             self._vectors = load_vectors(self.directory / "index")
         return self.exhaustive(q_reps, self._vectors, k)
+
+
+class DenseWriter(IndexWriter):
+    """Vectors appended to ``index/vectors.npy`` chunk by chunk; the FAISS index built from its memory map."""
+
+    def __init__(self, backend, out: Path, cfg, approximate: bool):
+        super().__init__(backend, out, cfg, approximate)
+        self.rows = NpyAppender(self.out / "index" / "vectors.npy", np.float32)
+
+    def add(self, reps) -> None:
+        if len(reps):
+            self.rows.append(np.stack(reps))
+
+    def finish(self) -> dict:
+        vectors = self.rows.finish()
+        if self.approximate:
+            return faiss_index(vectors, self.out / "index", self.cfg.faiss)
+        return {"documents": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
+                "index_bytes": int(vectors.shape[0] * vectors.shape[1] * 4), "faiss": None}

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.index.base import Hits, StudentIndex, top_k
+from harness.index.base import Hits, IndexWriter, StudentIndex, top_k
 from harness.index.lucene import default_threads
 from harness.java import autoclass, start_jvm
 from harness.registry import INDEXES
@@ -36,20 +36,52 @@ def quantize(weights: dict[str, float], scale: int) -> dict[str, int]:
 
 def build_impact_index(doc_ids: Sequence[str], reps: Sequence[dict[str, float]], index_dir: Path, scale: int,
                        threads: "int | None" = None) -> dict:
-    start_jvm()
     work = index_dir.parent / (index_dir.name + ".collection")
-    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(work / "docs.jsonl", "w", encoding="utf-8") as fh:
+    with ImpactCollection(work, scale) as collection:
+        collection.add(doc_ids, reps)
+    info = index_collection(work, index_dir, threads)
+    info["index_seconds"] = round(time.perf_counter() - t0, 2)
+    return info
+
+
+class ImpactCollection:
+    """Pyserini's ``JsonVectorCollection`` (one JSON line per passage, quantised weights), written as the
+    passages come."""
+
+    def __init__(self, folder: Path, scale: int):
+        self.folder, self.scale, self.documents = Path(folder), scale, 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.folder / "docs.jsonl", "w", encoding="utf-8")
+
+    def add(self, doc_ids: Sequence[str], reps: Sequence[dict[str, float]]) -> None:
         for doc_id, rep in zip(doc_ids, reps):
-            fh.write(json.dumps({"id": doc_id, "contents": "", "vector": quantize(rep, scale)}, ensure_ascii=False) + "\n")
+            self.fh.write(json.dumps({"id": doc_id, "contents": "", "vector": quantize(rep, self.scale)},
+                                     ensure_ascii=False) + "\n")
+        self.documents += len(reps)
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self) -> "ImpactCollection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def index_collection(work: Path, index_dir: Path, threads: "int | None" = None) -> dict:
+    """Lucene impact index of a written collection (then removed)."""
+    start_jvm()
+    t0 = time.perf_counter()
+    documents = sum(1 for _ in open(work / "docs.jsonl", encoding="utf-8"))
     args = ["-collection", "JsonVectorCollection", "-input", str(work), "-index", str(index_dir),
             "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads or default_threads()),
             "-impact", "-pretokenized", "-quiet"]
     autoclass("io.anserini.index.IndexCollection").main(args)
     shutil.rmtree(work, ignore_errors=True)
     size = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file())
-    return {"documents": len(doc_ids), "index_bytes": size, "index_seconds": round(time.perf_counter() - t0, 2)}
+    return {"documents": documents, "index_bytes": size, "index_seconds": round(time.perf_counter() - t0, 2)}
 
 
 class _Precomputed:
@@ -156,6 +188,10 @@ class ImpactIndex(StudentIndex):
     family = "splade"
 
     @classmethod
+    def writer(cls, out: Path, cfg, approximate: bool) -> "ImpactWriter":
+        return ImpactWriter(cls, out, cfg, approximate)
+
+    @classmethod
     def write(cls, reps, out: Path, cfg, approximate: bool) -> dict:
         save_sparse(out, reps)
         lengths = np.array([len(r) for r in reps])
@@ -205,3 +241,41 @@ class ImpactIndex(StudentIndex):
 
         return {"avg_query_terms": round(float(np.mean([len(r) for r in q_reps])), 1) if q_reps else 0.0,
                 "flops": round(flops_estimate(q_reps, self._doc_reps()), 3)}
+
+
+class ImpactWriter(IndexWriter):
+    """Each chunk: its quantised weights appended to the Lucene collection file, its unquantised ones to the
+    CSR parts (the exact search's matrix: saved at the end, ~8 bytes a nonzero weight). The Lucene index is
+    built from the file."""
+
+    def __init__(self, backend, out: Path, cfg, approximate: bool):
+        super().__init__(backend, out, cfg, approximate)
+        self.vocab: dict[str, int] = {}
+        self.parts: list = []
+        self.lengths: list[int] = []
+        self.collection = ImpactCollection(self.out / "index.collection", cfg.impact.quantization) \
+            if approximate else None
+        self.t0 = time.perf_counter()
+
+    def add(self, reps) -> None:
+        self.parts.append(_csr(reps, self.vocab, grow=True))
+        self.lengths.extend(len(r) for r in reps)
+        if self.collection is not None:
+            start = len(self.lengths) - len(reps)
+            self.collection.add([str(start + i) for i in range(len(reps))], reps)  # Lucene ids are positions
+
+    def finish(self) -> dict:
+        from scipy import sparse
+
+        width = len(self.vocab)
+        parts = [sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width)) for m in self.parts]
+        matrix = sparse.vstack(parts, format="csr") if parts else sparse.csr_matrix((0, width), dtype=np.float32)
+        sparse.save_npz(self.out / "doc_weights.npz", matrix)
+        (self.out / "terms.json").write_text(json.dumps(list(self.vocab)))
+        lengths = np.array(self.lengths)
+        info = {"avg_doc_terms": round(float(lengths.mean()), 1), "max_doc_terms": int(lengths.max())}
+        if self.collection is not None:
+            self.collection.close()
+            info.update(index_collection(self.collection.folder, self.out / "index"))
+            info["index_seconds"] = round(time.perf_counter() - self.t0, 2)
+        return info

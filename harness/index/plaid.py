@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness.index.base import Hits, StudentIndex
+from harness.index.base import Hits, IndexWriter, NpyAppender, StudentIndex
 from harness.registry import INDEXES
 
 
@@ -41,6 +41,8 @@ def _device(device: "str | None") -> str:
 
 def _as_tensor(x: np.ndarray) -> torch.Tensor:
     arr = np.ascontiguousarray(x, dtype=np.float32)
+    if not arr.flags.writeable:  # a read-only memory map (streamed token vectors): torch wants its own copy
+        arr = arr.copy()
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ValueError(f"token vectors must be a non-empty (tokens × dim) array, got shape {arr.shape}")
     return torch.from_numpy(arr)
@@ -186,6 +188,10 @@ class PlaidIndex(StudentIndex):
     family = "colbert"
 
     @classmethod
+    def writer(cls, out: Path, cfg, approximate: bool) -> "PlaidWriter":
+        return PlaidWriter(cls, out, cfg, approximate)
+
+    @classmethod
     def write(cls, reps, out: Path, cfg, approximate: bool) -> dict:
         lengths = np.array([len(r) for r in reps])
         np.save(out / "doc_tokens.npy", np.concatenate(reps).astype(np.float16))
@@ -223,3 +229,40 @@ class PlaidIndex(StudentIndex):
         if self._plaid is not None:
             self._plaid.close()
             self._plaid = None
+
+
+class PlaidWriter(IndexWriter):
+    """Token vectors appended to ``doc_tokens.npy`` (float16, what exact MaxSim reads) chunk by chunk; for
+    PLAID also to a float32 scratch file, memory-mapped when the index is built from it (the vectors the
+    encoder gave, as before streaming; fast-plaid then holds what its k-means and compression need)."""
+
+    def __init__(self, backend, out: Path, cfg, approximate: bool):
+        super().__init__(backend, out, cfg, approximate)
+        self.tokens = NpyAppender(self.out / "doc_tokens.npy", np.float16)
+        self.full = NpyAppender(self.out / "plaid_input.npy", np.float32) if approximate else None
+        self.lengths: list[int] = []
+
+    def add(self, reps) -> None:
+        if len(reps):
+            block = np.concatenate(reps)
+            self.tokens.append(block)
+            if self.full is not None:
+                self.full.append(block)
+            self.lengths.extend(len(r) for r in reps)
+
+    def finish(self) -> dict:
+        self.tokens.finish()
+        lengths = np.array(self.lengths)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        np.save(self.out / "doc_offsets.npy", offsets)
+        info = {"avg_doc_tokens": round(float(lengths.mean()), 1), "tokens": int(lengths.sum())}
+        if self.full is not None:
+            full = self.full.finish()
+            docs = [full[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+            built = build_plaid(docs, self.out / "index", nbits=self.cfg.plaid.nbits,
+                                kmeans_niters=self.cfg.plaid.kmeans_niters)
+            del docs, full
+            (self.out / "plaid_input.npy").unlink()
+            info.update(bytes_per_token=built["bytes_per_token"], index_bytes=built["bytes"],
+                        index_seconds=built["seconds"])
+        return info

@@ -9,36 +9,63 @@ or terms per passage, passages encoded per second, latency.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from harness.evaluate import Run
 
 
-def index_corpus(family: str, student, doc_ids: Sequence[str], texts: Sequence[str], out: Path, cfg,
-                 doc_max_len: "int | None" = None, approximate: bool = True) -> dict[str, Any]:
-    """Encode ``texts`` (read up to ``doc_max_len`` tokens) and write the family's index to ``out``; returns
-    figures. With ``approximate`` False no index is built: only what the exhaustive search reads is kept."""
+CHUNK = int(os.environ.get("HARNESS_ENCODE_CHUNK", "50000"))  # passages encoded and written at a time
+
+
+def index_corpus(family: str, student, docs: "Iterable[tuple[str, str]]", out: Path, cfg,
+                 doc_max_len: "int | None" = None, approximate: bool = True, chunk: int = 0) -> dict[str, Any]:
+    """Encode the (doc id, text) pairs ``docs`` (read up to ``doc_max_len`` tokens) ``chunk`` passages at a
+    time and write the family's index to ``out`` as they come (the corpus's text and vectors are never held
+    whole: a chunk's are, and what the index itself keeps in memory); returns figures. With ``approximate``
+    False no index is built: only what the exhaustive search reads is kept. Under torchrun every rank
+    encodes its share of each chunk; rank 0 writes."""
+    from harness import distributed
     from harness.registry import INDEXES
 
-    backend = INDEXES[family]
-    (out / "doc_ids.txt").write_text("\n".join(doc_ids) + "\n")
-    t0 = time.perf_counter()
-    reps = student.infer_docs(texts, doc_max_len)  # (shared by the ranks under torchrun)
-    encode_seconds = time.perf_counter() - t0
-    from harness import distributed
-
-    if not distributed.is_main():
+    chunk = chunk or CHUNK
+    main = distributed.is_main()
+    writer = INDEXES[family].writer(out, cfg, approximate) if main else None
+    n, encode_seconds = 0, 0.0
+    with open(out / "doc_ids.txt", "w", encoding="utf-8") if main else contextlib.nullcontext() as ids:
+        for part in _parts(docs, chunk):
+            t0 = time.perf_counter()
+            reps = student.infer_docs([text for _, text in part], doc_max_len)
+            encode_seconds += time.perf_counter() - t0
+            if main:
+                ids.write("".join(f"{doc_id}\n" for doc_id, _ in part))
+                writer.add(reps)
+            n += len(part)
+            del reps
+    if not main:
         return {}  # rank 0 writes the index
-    info: dict[str, Any] = {"documents": len(doc_ids), "doc_max_len": doc_max_len or student.doc_max_len,
+    info: dict[str, Any] = {"documents": n, "doc_max_len": doc_max_len or student.doc_max_len,
                             "encode_seconds": round(encode_seconds, 2),
-                            "docs_per_second": round(len(doc_ids) / max(encode_seconds, 1e-9), 1),
+                            "docs_per_second": round(n / max(encode_seconds, 1e-9), 1),
                             "search": "index" if approximate else "exact"}
-    info.update(backend.write(reps, out, cfg, approximate))
+    info.update(writer.finish())
     return info
+
+
+def _parts(items: "Iterable[Any]", size: int) -> "Iterator[list[Any]]":
+    part: list[Any] = []
+    for item in items:
+        part.append(item)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
 
 
 def search_corpus(family: str, student, index_dir: Path, queries: dict[str, str], k: int, cfg,

@@ -26,8 +26,7 @@ def index_stage(store: Store, recipe, student: Stage, ds: Dataset, load_student:
         "doc_max_len": doc_len, **index_cfg, "versions": package_versions()}, scope=SHARED)
     with stage.ensure(collective=True) as out:  # under torchrun the ranks share the encoding
         if out is not None:
-            docs = list(ds.docs())
-            stage.info.update(index_corpus(recipe.student.family, load_student(), [d.doc_id for d in docs],
-                                           [d.contents(fields) for d in docs], out, recipe.index, doc_len,
+            docs = ((d.doc_id, d.contents(fields)) for d in ds.docs())  # read as they are encoded
+            stage.info.update(index_corpus(recipe.student.family, load_student(), docs, out, recipe.index, doc_len,
                                            approximate))
     return stage

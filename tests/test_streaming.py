@@ -1,0 +1,55 @@
+"""Streaming: a corpus encoded and written chunk by chunk gives the index one pass in memory gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.index.students import index_corpus, search_corpus
+from harness.models import resolve_model
+from harness.recipe import load_recipe
+from harness.registry import INDEXES
+from harness.students import build_student, student_settings
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir):
+    from harness.data import open_dataset
+
+    ds = open_dataset("beir/scifact/test", max_docs=60, max_queries=5)
+    return [(d.doc_id, d.contents(["title", "text"])) for d in ds.docs()], ds.queries
+
+
+@pytest.mark.parametrize("family", ["dense", "splade", "colbert"])
+def test_chunks_write_what_one_pass_writes(family, corpus, tmp_path):
+    docs, queries = corpus
+    recipe = load_recipe(f"scifact/{family}-untrained").recipe
+    student = build_student(family, resolve_model("minilm"), student_settings(recipe), [t for _, t in docs[:16]])
+    streamed, whole = tmp_path / "streamed", tmp_path / "whole"
+    for d in (streamed, whole):
+        d.mkdir()
+    approximate = True
+    a = index_corpus(family, student, iter(docs), streamed, recipe.index, 64, approximate, chunk=7)
+    reps = student.infer_docs([t for _, t in docs], 64)
+    (whole / "doc_ids.txt").write_text("".join(f"{i}\n" for i, _ in docs))
+    b = INDEXES[family].write(reps, whole, recipe.index, approximate)
+    assert a["documents"] == len(docs) and (streamed / "doc_ids.txt").read_text() == (whole / "doc_ids.txt").read_text()
+    for key in b:
+        if not key.endswith("seconds") and key != "index_bytes":
+            assert a[key] == b[key], key
+    if family == "dense":
+        assert (streamed / "index" / "vectors.npy").read_bytes() == (whole / "index" / "vectors.npy").read_bytes()
+    elif family == "colbert":
+        for name in ("doc_tokens.npy", "doc_offsets.npy"):
+            assert (streamed / name).read_bytes() == (whole / name).read_bytes()
+    else:
+        from scipy import sparse
+
+        x, y = (sparse.load_npz(d / "doc_weights.npz") for d in (streamed, whole))
+        assert (x != y).nnz == 0 and x.shape == y.shape
+        assert json.loads((streamed / "terms.json").read_text()) == json.loads((whole / "terms.json").read_text())
+    runs = [search_corpus(family, student, d, queries, 10, recipe.index, False, 32, approximate)[0]
+            for d in (streamed, whole)]
+    assert runs[0] == runs[1]
+    assert not list(streamed.glob("*.rows")) and not list(streamed.rglob("*.collection"))
