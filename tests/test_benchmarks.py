@@ -23,6 +23,7 @@ CASES = {
                       ["training-step-dense", "training-step-splade", "training-step-colbert"]),
     "teacher_scoring": (["--pairs", "16", "--batch-size", "8", "--max-len", "32", "--repeats", "1"],
                         ["teacher-scoring"]),
+    "scaling": (["--sizes", "40,80", "--max-len", "32", "--queries", "3"], ["scaling"]),
     "rerun": (["--recipe", "baselines/bm25-scifact", "--set", "eval.max_queries=10"], ["rerun"]),
 }
 

@@ -189,6 +189,13 @@ def test_impact_index_round_trip(tmp_path):
     for qid, hits in expect.items():
         assert [d for d, _ in run[qid]] == [d for d, _ in hits]
         assert [s for _, s in run[qid]] == pytest.approx([s for _, s in hits], abs=2e-2)
+    # a query whose weights all quantise to 0 (or a SPLADE that gave it no term) matches nothing, and does not
+    # take the other queries down with it (Lucene's batch search fails on an empty query)
+    searcher = ImpactSearcher(tmp_path / "index", 100)
+    mixed = searcher.search({"q1": queries["q1"], "empty": {}, "tiny": {"apple": 0.001}}, k=10)
+    assert mixed["empty"] == [] and mixed["tiny"] == [] and [d for d, _ in mixed["q1"]] == ["d1", "d4", "d2"]
+    assert searcher.search({"empty": {}, "tiny": {"apple": 0.001}}, k=10) == {"empty": [], "tiny": []}
+    assert len(searcher.latencies({"empty": {}}, k=10)) == 1
     ids = list(docs)
     exact = ImpactIndex.exhaustive([queries[q] for q in expect], list(docs.values()), k=10)
     for hits_exact, hits in zip(exact, expect.values()):

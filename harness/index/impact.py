@@ -107,7 +107,9 @@ class ImpactSearcher:
                threads: "int | None" = None) -> dict[str, list[tuple[str, float]]]:
         self.encoder.by_qid = {qid: quantize(rep, self.scale) for qid, rep in queries.items()}
         qids = list(queries)
-        hits = self.searcher.batch_search(qids, qids, k=k, threads=threads or default_threads())
+        # a query with no term left after quantisation matches nothing (Lucene's batch search fails on one)
+        asked = [q for q in qids if self.encoder.by_qid[q]]
+        hits = self.searcher.batch_search(asked, asked, k=k, threads=threads or default_threads()) if asked else {}
         return {qid: [(h.docid, float(h.score) / (self.scale * self.scale)) for h in hits.get(qid, [])]
                 for qid in qids}
 
@@ -117,7 +119,8 @@ class ImpactSearcher:
         for qid, rep in queries.items():
             self.encoder.by_qid = {qid: quantize(rep, self.scale)}
             t0 = time.perf_counter()
-            self.searcher.search(qid, k=k)
+            if self.encoder.by_qid[qid]:
+                self.searcher.search(qid, k=k)
             out.append(time.perf_counter() - t0)
         return out
 
