@@ -70,6 +70,8 @@ def worker(family: str, size: int, max_len: int, n_queries: int, out: str) -> No
 
 def fit(xs, ys) -> "float | None":
     """The exponent b of y = a·x^b (least squares in log-log)."""
+    import numpy as np
+
     pts = [(x, y) for x, y in zip(xs, ys) if x and y]
     if len(pts) < 2:
         return None
