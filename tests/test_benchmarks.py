@@ -24,6 +24,8 @@ CASES = {
     "teacher_scoring": (["--pairs", "16", "--batch-size", "8", "--max-len", "32", "--repeats", "1"],
                         ["teacher-scoring"]),
     "scaling": (["--sizes", "40,80", "--max-len", "32", "--queries", "3"], ["scaling"]),
+    "unit_costs": (["--backbone", "tiny", "--steps", "1", "--batch", "2", "--docs", "10", "--repeat", "2",
+                    "--pairs", "16"], ["unit-costs-cpu"]),
     "rerun": (["--recipe", "baselines/bm25-scifact", "--set", "eval.max_queries=10"], ["rerun"]),
 }
 

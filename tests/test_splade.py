@@ -195,12 +195,25 @@ def test_impact_index_round_trip(tmp_path):
     mixed = searcher.search({"q1": queries["q1"], "empty": {}, "tiny": {"apple": 0.001}}, k=10)
     assert mixed["empty"] == [] and mixed["tiny"] == [] and [d for d, _ in mixed["q1"]] == ["d1", "d4", "d2"]
     assert searcher.search({"empty": {}, "tiny": {"apple": 0.001}}, k=10) == {"empty": [], "tiny": []}
+
     assert len(searcher.latencies({"empty": {}}, k=10)) == 1
     ids = list(docs)
     exact = ImpactIndex.exhaustive([queries[q] for q in expect], list(docs.values()), k=10)
     for hits_exact, hits in zip(exact, expect.values()):
         assert [ids[i] for i, _ in hits_exact] == [d for d, _ in hits]  # passages sharing no term: left out
         assert [s for _, s in hits_exact] == pytest.approx([s for _, s in hits], abs=1e-6)
+
+
+def test_a_query_with_more_terms_than_lucene_s_default_clause_limit(tmp_path):
+    """A barely sparsified SPLADE (untrained, or a long expanded query) can give a query over 1,024 terms, one
+    Lucene clause each: the search must answer it, not fail the whole batch (TooManyClauses)."""
+    from harness.index.impact import ImpactSearcher, build_impact_index
+
+    terms = [f"t{i}" for i in range(3000)]
+    docs = {"wide": {t: 0.5 for t in terms}, "narrow": {"t1": 2.0}}
+    build_impact_index(list(docs), list(docs.values()), tmp_path / "index", scale=100)
+    run = ImpactSearcher(tmp_path / "index", 100).search({"q": {t: 1.0 for t in terms}, "r": {"t1": 1.0}}, k=10)
+    assert [d for d, _ in run["q"]] == ["wide", "narrow"] and [d for d, _ in run["r"]] == ["narrow", "wide"]
 
 
 def test_flops_estimate():

@@ -84,6 +84,9 @@ def index_collection(work: Path, index_dir: Path, threads: "int | None" = None) 
     return {"documents": documents, "index_bytes": size, "index_seconds": round(time.perf_counter() - t0, 2)}
 
 
+MAX_CLAUSES = 1 << 16  # query terms a search may have (the vocabulary is 30,522)
+
+
 class _Precomputed:
     """A 'query encoder' for LuceneImpactSearcher that returns weights computed beforehand (by query id)."""
 
@@ -100,6 +103,9 @@ class ImpactSearcher:
         from pyserini.search.lucene import LuceneImpactSearcher
 
         self.scale = scale
+        # a SPLADE query is one clause per term, and an expanded (or barely sparsified) query can have more than
+        # Lucene's default 1,024: the whole batch search would fail (TooManyClauses)
+        autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)
         self.encoder = _Precomputed({})
         self.searcher = LuceneImpactSearcher(str(index_dir), self.encoder, min_idf=-1)
 
