@@ -111,6 +111,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 built = index_corpus(family, student, iter(corpus), Path(work), recipe.index, None, True)
                 f["encode_docs_per_s"] = built["docs_per_second"]
+                f["indexed_passages"] = len(corpus)
                 f["index_build_seconds"] = round(time.perf_counter() - t0 - built["encode_seconds"], 2)
                 size = sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
                 f["stage_bytes_per_1k_passages"] = round(size / len(corpus) * 1000)

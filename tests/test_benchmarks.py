@@ -43,3 +43,27 @@ def test_a_benchmark_runs_on_a_tiny_slice_and_prints_a_ratio(script, tmp_path, d
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert {"ratio", "floor", "higher_is_better", "figures", "machine"} <= set(data)
         assert data["ratio"] > 0 and data["machine"]["cores"]
+
+
+def test_the_scale_report_turns_unit_costs_into_a_table(tmp_path):
+    costs = {"device": "cuda", "backbone": "bert-base", "teacher_pairs_per_s": 2000.0, "peak_rss_bytes": 2**33}
+    for family in ("dense", "splade", "colbert"):
+        costs[family] = {"train_steps_per_s": 2.0, "batch_queries": 32, "encode_docs_per_s": 1000.0,
+                         "index_build_seconds": 10.0, "indexed_passages": 2920, "stage_bytes_per_1k_passages": 3_000_000,
+                         "tokens_per_passage": 70.0, "plaid_bytes_per_token": 40.0,
+                         "plaid_build_seconds_per_1m_tokens": 60.0, "train_peak_gpu_bytes": 20 * 2**30}
+    src = tmp_path / "unit-costs-cuda.json"
+    src.write_text(json.dumps({"figures": costs}))
+    out = tmp_path / "scale.md"
+    done = subprocess.run([sys.executable, str(BENCH / "scale_report.py"), str(src), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    # 4.05M answer-key pairs at 2,000 pairs/s: 0.56 h on one device, a quarter on four
+    assert "| answer key (teacher scores, shared by static + multitask) | 4,053,334 pairs | 2e+03 pairs/s | 0.6 | 0.1 | 0.1 |" in text
+    # 16,649 steps at 2 steps/s = 2.3 h; the corpus at 1,000 passages/s = 2.5 h; PLAID: not sharded
+    assert "| dense: train one student (16,649 steps of 32 queries) | 16,649 steps | 2 steps/s | 2.3 | 0.6 | 0.3 |" in text
+    assert "| dense: encode the corpus | 8,841,823 passages | 1e+03 passages/s | 2.5 | 0.6 | 0.3 |" in text
+    plaid = next(line for line in text.splitlines() if line.startswith("| colbert: PLAID index build"))
+    cells = [c.strip() for c in plaid.split("|")]
+    assert cells[4] == cells[5] == cells[6] == "10.3"  # 619M tokens at 60 s per 1M, one process
