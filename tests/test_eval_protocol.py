@@ -144,3 +144,24 @@ def test_dense_untrained_reproduces_all_minilm_l6_v2_published_scifact(tmp_path,
     assert figures["doc_max_len"] == 256 and figures["query_max_len"] == 256
     dev = res["results"]["beir/scifact/train[dev]"]
     assert res["queries"]["beir/scifact/train[dev]"] == 81 and 0.3 < dev["nDCG@10"] < 0.95
+
+
+def test_title_pseudo_queries_join_the_training_queries_and_never_the_dev_split(tmp_path, data_dir):
+    """train.pseudo_queries = "titles": one query per titled passage (its title; the passage its positive),
+    added after the dev split is carved and the real queries cut, in the groups' identity (topics)."""
+    plain = _ctx(tmp_path, "scifact/dense-static", "train.max_queries=300")
+    ctx = _ctx(tmp_path, "scifact/dense-static", "train.max_queries=300", 'train.pseudo_queries="titles"',
+               "train.pseudo_max_queries=500")
+    train, dev = ctx.stages.train_dataset(), ctx.stages.dev_dataset()
+    base = plain.stages.train_dataset()
+    assert len(train.queries) == 300 + 500 and set(base.queries) < set(train.queries)
+    pseudo = [q for q in train.queries if q.startswith("title:")]
+    assert len(pseudo) == 500 and not set(train.queries) & set(dev.queries)
+    docs = train.doc_store()
+    for q in pseudo[:20]:
+        (doc_id, rel), = train.qrels[q].items()
+        assert rel == 1 and train.queries[q] == docs[doc_id].title.strip() and q == f"title:{doc_id}"
+    assert train.topics_fingerprint() != base.topics_fingerprint()
+    assert train.corpus_fingerprint() == base.corpus_fingerprint()
+    full = _ctx(tmp_path, "scifact/dense-static", 'train.pseudo_queries="titles"').stages.train_dataset()
+    assert len([q for q in full.queries if q.startswith("title:")]) == sum(1 for d in docs.values() if d.title.strip())

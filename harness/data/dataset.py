@@ -191,3 +191,46 @@ def dev_split(base: Dataset, fraction: float, max_queries: int) -> "tuple[Datase
     dev_ids = frozenset(dev_query_ids(list(base.queries), fraction, max_queries))
     identity = f"{fraction}/{max_queries}/{DEV_SALT}"
     return QuerySplit(base, dev_ids, "train", identity), QuerySplit(base, dev_ids, "dev", identity)
+
+
+class WithTitleQueries(Dataset):
+    """A training split plus one pseudo-query per corpus passage that has a title: the title, judged relevant
+    to its passage (``title:<doc id>``). In-domain training data without labels, in the spirit of GPL (Wang
+    et al., NAACL 2022), with titles standing in for generated queries: the teacher labels the pseudo-queries'
+    BM25 negatives like any query's. Transductive — it reads the corpus the evaluation searches, never its
+    queries or judgements — so a recipe using it is its own row, not a setting of another."""
+
+    PREFIX = "title:"
+
+    def __init__(self, base: Dataset, max_queries: int = 0):
+        self.base, self.max_queries = base, max_queries
+        self.id = f"{base.id}+titles" + (f"[{max_queries}]" if max_queries else "")
+        self.source = base.source
+
+    @cached_property
+    def _titles(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for doc in self.base.docs():
+            if doc.title and doc.title.strip():
+                out[self.PREFIX + doc.doc_id] = doc.title.strip()
+                if self.max_queries and len(out) >= self.max_queries:
+                    break
+        return out
+
+    def _load_queries(self) -> dict[str, str]:
+        return {**self.base.queries, **self._titles}
+
+    def _load_qrels(self) -> Qrels:
+        return {**self.base.qrels, **{q: {q[len(self.PREFIX):]: 1} for q in self._titles}}
+
+    def _iter_docs(self) -> Iterator[Doc]:
+        return self.base.docs()
+
+    def doc_store(self) -> Mapping[str, Doc]:
+        return self.base.doc_store()
+
+    def corpus_fingerprint(self) -> str:
+        return self.base.corpus_fingerprint()
+
+    def topics_fingerprint(self) -> str:
+        return f"{self.base.topics_fingerprint()}|titles-v1={self.max_queries}"

@@ -107,6 +107,13 @@ class TrainSection:
                       check=positive_at_most(1.0))
     warmup: float = param(0.1, doc="Fraction of the steps spent warming up.", check=between(0.0, 1.0))
     weight_decay: float = param(0.01, doc="AdamW weight decay.", check=non_negative)
+    pseudo_queries: Literal["none", "titles"] = param(
+        "none", doc="Add in-domain pseudo-queries to the training queries: titles = one per corpus passage with a "
+                    "title, the title as the query and its passage as the positive (GPL-style; the teacher labels "
+                    "them like real queries). Transductive (it reads the corpus evaluation searches): report it "
+                    "as its own row.")
+    pseudo_max_queries: int = param(0, doc="At most this many pseudo-queries (0 = one per titled passage).",
+                                    check=non_negative)
     dropout: float = param(-1.0, doc="Dropout while training (every dropout of the backbone and heads); -1 = the "
                                      "backbone's own (0.1 for MiniLM). 0 makes a step a function of its batch "
                                      "alone (e.g. to compare 1 process with N under torchrun).",

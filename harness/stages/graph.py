@@ -60,7 +60,8 @@ class StageGraph:
     def train_dataset(self) -> Dataset:
         """The training queries: ``train.dataset`` without its dev split, then cut to ``train.max_queries``."""
         t = self.recipe.train
-        return self._memo(f"train:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}:{t.max_queries}",
+        return self._memo(f"train:{t.dataset}:{t.dev_fraction}:{t.dev_max_queries}:{t.max_queries}:"
+                          f"{t.pseudo_queries}:{t.pseudo_max_queries}",
                           lambda: _groups.training_part(self._split()[0], t))
 
     def dev_dataset(self) -> "Dataset | None":

@@ -21,10 +21,14 @@ def split(train, on_problem: str) -> "tuple[Dataset, Dataset | None, list[str]]"
 
 
 def training_part(part: Dataset, train) -> Dataset:
-    """The training part cut to ``train.max_queries``."""
+    """The training part cut to ``train.max_queries``, plus ``train.pseudo_queries``."""
     from harness.data import DatasetSlice
+    from harness.data.dataset import WithTitleQueries
 
-    return DatasetSlice(part, max_queries=train.max_queries) if train.max_queries else part
+    out = DatasetSlice(part, max_queries=train.max_queries) if train.max_queries else part
+    if train.pseudo_queries == "titles":
+        out = WithTitleQueries(out, train.pseudo_max_queries)
+    return out
 
 
 def groups_stage(store: Store, train: Dataset, pool: Stage, negatives, seed: int) -> Stage:

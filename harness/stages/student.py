@@ -20,6 +20,9 @@ from harness.artifacts.environment import package_versions
 from harness.data import Dataset
 
 
+NEW_TRAIN_DEFAULTS = {"dropout": -1.0, "pseudo_queries": "none", "pseudo_max_queries": 0}
+
+
 def identity(recipe) -> dict[str, Any]:
     """What makes two students different, trained or not: family, backbone weights, settings, fields."""
     from harness.models import model_identity
@@ -97,9 +100,9 @@ def student_stage(store: Store, recipe, train: Dataset, *, groups: "Stage | None
     if recipe.train.seed and (variant.trains or family.random_init):
         key["train_seed"] = recipe.train.seed
     if variant.trains:
-        train_cfg = {k: v for k, v in vars(recipe.train).items() if k not in ("checkpoint_every", "seed")}
-        if recipe.train.dropout == -1:  # the backbone's own: students trained before the setting keep their key
-            del train_cfg["dropout"]
+        # (settings added since, at their defaults, are left out: students trained before them keep their key)
+        train_cfg = {k: v for k, v in vars(recipe.train).items()
+                     if k not in ("checkpoint_every", "seed") and NEW_TRAIN_DEFAULTS.get(k, ...) != v}
         key.update(groups=groups.hash, targets=target_key, distill=distill_key(recipe), train=train_cfg,
                    **family.student_key(recipe))
     stage = store.stage(f"student-{recipe.student.family}", key, scope=SHARED)
