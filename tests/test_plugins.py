@@ -208,3 +208,31 @@ def test_plugin_family_and_variant_tables_are_validated_and_read(tmp_path):
     finally:
         FAMILIES._items.pop("plugin-test-mrl", None)
         VARIANTS._items.pop("plugin-test-sharp", None)
+
+
+
+@pytest.mark.e2e
+def test_the_example_family_plugin_builds_indexes_and_searches_end_to_end(tmp_path, data_dir):
+    """examples/matryoshka.toml: a student family from a plug-in (its student, family and index registered in
+    one file, its [student.dense-mrl] table read): the untrained student on a slice, 128-d vectors in the
+    index, and a search that is not the 384-d one's."""
+    import json
+
+    import numpy as np
+
+    runs = tmp_path / "runs"
+    small = ["--set", 'distill.variant="none"', "--set", "eval.max_queries=20", "--set", "eval.max_docs=300",
+             "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]']
+    out = run_cli("run", str(EXAMPLES / "matryoshka.toml"), "--runs-dir", str(runs), "--json", *small)
+    assert out.returncode == 0, out.stderr[-3000:]
+    mrl = last_json_line(out.stdout)
+    (vectors,) = runs.glob("_shared/dense-mrl-index-*/index/vectors.npy")
+    assert np.load(vectors).shape == (300, 128)
+    (meta,) = runs.glob("_shared/student-dense-mrl-*/model/harness_student.json")
+    assert json.loads(meta.read_text()) == {**json.loads(meta.read_text()), "family": "dense-mrl"}
+    assert json.loads(meta.read_text())["settings"]["dim"] == 128
+    full = last_json_line(run_cli("run", "scifact/dense-untrained", "--runs-dir", str(runs), "--json", *small[2:]).stdout)
+    ds = "beir/scifact/test[q20,d300]"
+    assert mrl["results"][ds] != full["results"][ds]
+    out = run_cli("validate", str(EXAMPLES / "matryoshka.toml"), "--set", "student.dense-mrl.dim=0")
+    assert out.returncode == 2 and "student.dense-mrl.dim: expected a positive integer, got 0" in out.stderr
