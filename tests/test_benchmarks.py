@@ -30,7 +30,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("script", sorted(CASES))
+FAST = {"evaluation"}  # the others load models: ~25-60 s each even on a tiny slice, so they run with -m slow
+
+
+@pytest.mark.parametrize("script", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in sorted(CASES)])
 def test_a_benchmark_runs_on_a_tiny_slice_and_prints_a_ratio(script, tmp_path, data_dir):
     args, names = CASES[script]
     env = {**os.environ, "HARNESS_BENCH_RESULTS": str(tmp_path), "HARNESS_PROGRESS": "0"}
