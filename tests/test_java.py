@@ -24,6 +24,7 @@ def test_ctrl_c_with_the_jvm_running_is_python_s_keyboard_interrupt(tmp_path):
     """The JVM leaves SIGINT to Python (-Xrs): an interrupted BM25 build or search cleans up and says so,
     instead of the JVM ending the process from under it."""
     code = ("import os, signal, threading, time\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # (a background job starts with it ignored)
             "from harness.java import start_jvm\n"
             "start_jvm()\n"
             "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"

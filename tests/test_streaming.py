@@ -1,4 +1,5 @@
-"""Streaming: a corpus encoded and written chunk by chunk gives the index one pass in memory gives."""
+"""Streaming: a corpus encoded and written chunk by chunk gives the index a one-shot write of the same
+vectors gives (and, with a chunk as large as the corpus, the vectors of one pass: the same batches)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ def test_chunks_write_what_one_pass_writes(family, corpus, tmp_path):
         d.mkdir()
     approximate = True
     a = index_corpus(family, student, iter(docs), streamed, recipe.index, 64, approximate, chunk=7)
-    reps = student.infer_docs([t for _, t in docs], 64)
+    # the same vectors, one shot (encoded in the same chunks: a passage's vector may depend on its batch by
+    # float rounding, with several threads or bf16)
+    reps = [r for i in range(0, len(docs), 7) for r in student.infer_docs([t for _, t in docs[i:i + 7]], 64)]
     (whole / "doc_ids.txt").write_text("".join(f"{i}\n" for i, _ in docs))
     b = INDEXES[family].write(reps, whole, recipe.index, approximate)
     assert a["documents"] == len(docs) and (streamed / "doc_ids.txt").read_text() == (whole / "doc_ids.txt").read_text()
@@ -53,3 +56,15 @@ def test_chunks_write_what_one_pass_writes(family, corpus, tmp_path):
             for d in (streamed, whole)]
     assert runs[0] == runs[1]
     assert not list(streamed.glob("*.rows")) and not list(streamed.rglob("*.collection"))
+
+
+def test_a_chunk_as_large_as_the_corpus_encodes_as_one_pass(corpus, tmp_path):
+    """The default chunk (50,000) holds SciFact whole: the batches, hence the vectors, of one pass."""
+    import numpy as np
+
+    docs, _ = corpus
+    recipe = load_recipe("scifact/dense-untrained").recipe
+    student = build_student("dense", resolve_model("minilm"), student_settings(recipe))
+    index_corpus("dense", student, iter(docs), tmp_path, recipe.index, 64, False)
+    one_pass = np.stack(student.infer_docs([t for _, t in docs], 64)).astype(np.float32)
+    assert np.array_equal(np.load(tmp_path / "index" / "vectors.npy"), one_pass)

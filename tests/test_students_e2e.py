@@ -33,7 +33,7 @@ def run(runs, recipe, *extra):
     return last_json_line(out.stdout)
 
 
-@pytest.mark.parametrize("family", ["splade", "colbert"])
+@pytest.mark.parametrize("family", [pytest.param("splade", marks=pytest.mark.slow), "colbert"])  # splade: 235 s
 def test_distilled_student_beats_the_untrained_one(runs, data_dir, family):
     untrained = run(runs, f"scifact/{family}-untrained")
     # served from the family's index (the ColBERT suite recipes search exhaustively), exhaustive search beside
