@@ -131,8 +131,11 @@ def run_seeds(spec: str, overrides: Sequence[str], runs_dir: Path, n: int, force
     manifest = {"recipe": base.name, "recipe_file": str(base.path), "overrides": list(base.overrides),
                 "config": first.get("config"), "seeds": out["seeds"], "stages": first.get("stages", []),
                 "finished": max(str(_first_manifest(p).get("finished", "")) for p in payloads)}
-    atomic_write_json(run_dir / "manifest.json", manifest)
-    atomic_write_json(run_dir / "results.json", out)
+    from harness import distributed
+
+    if distributed.is_main():  # under torchrun, rank 0 writes
+        atomic_write_json(run_dir / "manifest.json", manifest)
+        atomic_write_json(run_dir / "results.json", out)
     for ds, values in out["results"].items():
         log.info("result %s over %d seeds: %s", ds, n, "  ".join(
             f"{m} {v:.4f} ± {out['std'][ds][m]:.4f}" for m, v in values.items()))
