@@ -88,25 +88,23 @@ def is_main() -> bool:
 
 
 @contextlib.contextmanager
-def solo() -> Iterator[None]:
+def _flag(name: str) -> Iterator[None]:
+    saved = getattr(_local, name, False)
+    setattr(_local, name, True)
+    try:
+        yield
+    finally:
+        setattr(_local, name, saved)
+
+
+def solo() -> "contextlib.AbstractContextManager[None]":
     """Rank 0 alone for a while (a stage only it builds): collectives inside are single-process."""
-    saved = getattr(_local, "solo", False)
-    _local.solo = True
-    try:
-        yield
-    finally:
-        _local.solo = saved
+    return _flag("solo")
 
 
-@contextlib.contextmanager
-def independent() -> Iterator[None]:
+def independent() -> "contextlib.AbstractContextManager[None]":
     """Inside a collective build: stage checks are each rank's own (collective operations still are shared)."""
-    saved = getattr(_local, "independent", False)
-    _local.independent = True
-    try:
-        yield
-    finally:
-        _local.independent = saved
+    return _flag("independent")
 
 
 def coordinating() -> bool:
@@ -122,13 +120,18 @@ def _lost(exc: Exception) -> Exception:
                         "re-run to resume from what was written")
 
 
+def _call(op, *args, **kwargs) -> None:
+    """A collective operation; a peer that is gone becomes one clear error."""
+    try:
+        op(*args, **kwargs)
+    except RuntimeError as exc:
+        raise _lost(exc) from None
+
+
 def barrier() -> None:
     d = _dist()
     if d:
-        try:
-            d.barrier()
-        except RuntimeError as exc:
-            raise _lost(exc) from None
+        _call(d.barrier)
 
 
 def broadcast(obj: Any) -> Any:
@@ -137,10 +140,7 @@ def broadcast(obj: Any) -> Any:
     if not d:
         return obj
     box = [obj]
-    try:
-        d.broadcast_object_list(box, src=0)
-    except RuntimeError as exc:
-        raise _lost(exc) from None
+    _call(d.broadcast_object_list, box, src=0)
     return box[0]
 
 
@@ -150,10 +150,7 @@ def gather(obj: Any) -> list[Any]:
     if not d:
         return [obj]
     out: list[Any] = [None] * d.get_world_size()
-    try:
-        d.all_gather_object(out, obj)
-    except RuntimeError as exc:
-        raise _lost(exc) from None
+    _call(d.all_gather_object, out, obj)
     return out
 
 
@@ -161,10 +158,7 @@ def sum_(tensor) -> Any:
     """Sum a tensor over the ranks, in place (returns it)."""
     d = _dist()
     if d:
-        try:
-            d.all_reduce(tensor)
-        except RuntimeError as exc:
-            raise _lost(exc) from None
+        _call(d.all_reduce, tensor)
     return tensor
 
 

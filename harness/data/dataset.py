@@ -147,7 +147,22 @@ def dev_query_ids(qids: "list[str]", fraction: float, max_queries: int) -> set[s
     return set(ranked[:k])
 
 
-class QuerySplit(Dataset):
+class SameCorpus(Dataset):
+    """Other queries (a part of ``self.base``'s, or more) over ``self.base``'s corpus, its indexes shared."""
+
+    base: Dataset
+
+    def _iter_docs(self) -> Iterator[Doc]:
+        return self.base.docs()
+
+    def doc_store(self) -> Mapping[str, Doc]:
+        return self.base.doc_store()
+
+    def corpus_fingerprint(self) -> str:
+        return self.base.corpus_fingerprint()
+
+
+class QuerySplit(SameCorpus):
     """The dev part (``part="dev"``) or the rest (``part="train"``) of a training split, on the same corpus.
 
     Ids: ``beir/scifact/train[dev]`` and ``beir/scifact/train[-dev]``; the two share the corpus (and so its
@@ -171,15 +186,6 @@ class QuerySplit(Dataset):
     def _load_queries(self) -> dict[str, str]:
         return {qid: self.base.queries[qid] for qid in self._kept_qids}
 
-    def _iter_docs(self) -> Iterator[Doc]:
-        return self.base.docs()
-
-    def doc_store(self) -> Mapping[str, Doc]:
-        return self.base.doc_store()
-
-    def corpus_fingerprint(self) -> str:
-        return self.base.corpus_fingerprint()
-
     def topics_fingerprint(self) -> str:
         return f"{self.base.topics_fingerprint()}|{self.part}={self.identity}"
 
@@ -193,7 +199,7 @@ def dev_split(base: Dataset, fraction: float, max_queries: int) -> "tuple[Datase
     return QuerySplit(base, dev_ids, "train", identity), QuerySplit(base, dev_ids, "dev", identity)
 
 
-class WithTitleQueries(Dataset):
+class WithTitleQueries(SameCorpus):
     """A training split plus one pseudo-query per corpus passage that has a title: the title, judged relevant
     to its passage (``title:<doc id>``). In-domain training data without labels, in the spirit of GPL (Wang
     et al., NAACL 2022), with titles standing in for generated queries: the teacher labels the pseudo-queries'
@@ -222,15 +228,6 @@ class WithTitleQueries(Dataset):
 
     def _load_qrels(self) -> Qrels:
         return {**self.base.qrels, **{q: {q[len(self.PREFIX):]: 1} for q in self._titles}}
-
-    def _iter_docs(self) -> Iterator[Doc]:
-        return self.base.docs()
-
-    def doc_store(self) -> Mapping[str, Doc]:
-        return self.base.doc_store()
-
-    def corpus_fingerprint(self) -> str:
-        return self.base.corpus_fingerprint()
 
     def topics_fingerprint(self) -> str:
         return f"{self.base.topics_fingerprint()}|titles-v1={self.max_queries}"

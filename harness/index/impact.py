@@ -113,7 +113,7 @@ class ImpactSearcher:
                threads: "int | None" = None) -> dict[str, list[tuple[str, float]]]:
         self.encoder.by_qid = {qid: quantize(rep, self.scale) for qid, rep in queries.items()}
         qids = list(queries)
-        # a query with no term left after quantisation matches nothing (Lucene's batch search fails on one)
+        # a query with no term left after quantisation matches nothing: it is not sent to Lucene at all
         asked = [q for q in qids if self.encoder.by_qid[q]]
         hits = self.searcher.batch_search(asked, asked, k=k, threads=threads or default_threads()) if asked else {}
         return {qid: [(h.docid, float(h.score) / (self.scale * self.scale)) for h in hits.get(qid, [])]
