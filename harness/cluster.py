@@ -104,11 +104,31 @@ def run_job(kind: str, recipe: str, overrides: Sequence[str], runs_dir: str, for
     return run_recipe(loaded, Path(runs_dir), force=force)
 
 
+LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # a month: no limit in practice
+
+
+def job_error(exc: BaseException) -> str:
+    """One line for a failed job: the last line of the job's own traceback (its "error: …" or exception), not
+    submitit's wrapper, whose message ends with the paths of the job's logs."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if "----------------------" in lines:  # FailedJobError: the job's traceback sits between two rules
+        body = lines[lines.index("----------------------") + 1:]
+        body = body[:body.index("----------------------")] if "----------------------" in body else body
+        if body:
+            return body[-1]
+    return next((ln for ln in lines if "has not produced any output" in ln), lines[-1] if lines else
+                type(exc).__name__)
+
+
 def make_executor(kind: str, folder: Path, slurm: "dict[str, Any] | None" = None):
     import submitit
 
     if kind == "local":
-        return submitit.LocalExecutor(folder=folder)
+        ex = submitit.LocalExecutor(folder=folder)
+        # submitit's local default is a 2-minute limit: at 90 s the job is signalled as timed out and a student
+        # still training fails (it did in CI). A local job runs as long as its recipe needs.
+        ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+        return ex
     if kind == "slurm":
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
         s = slurm or {}
@@ -169,7 +189,8 @@ def _wait(pending, submitted, started, seconds, results, failed, ex, args, worke
                 results[name] = job.result()
                 log.info("suite: %s done in %.0f s", name, seconds[name])
             except Exception as exc:  # submitit re-raises the job's error (or says the job died)
-                failed[name] = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                failed[name] = job_error(exc)
+                log.debug("suite: %s: %s", name, exc)
                 log.error("suite: %s failed: %s (log: %s)", name, failed[name], getattr(job, "paths", None)
                           and job.paths.stderr)
         for j in list(pending):  # the local executor: start what is ready, up to `workers` at once

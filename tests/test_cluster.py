@@ -75,3 +75,21 @@ def test_bad_executor_arguments_are_one_line_before_any_work(tmp_path):
     out = run_cli("suite", "scifact", "--executor", "local", "--workers", "0", "--runs-dir", str(tmp_path))
     assert out.returncode == 2 and out.stderr.strip() == "error: --workers: expected a positive integer, got 0"
     assert not any(tmp_path.iterdir())
+
+
+def test_local_jobs_have_no_two_minute_limit_and_a_failed_job_says_its_own_error(tmp_path):
+    """submitit's LocalExecutor signals a job as timed out after 2 minutes unless told otherwise (a student
+    training for 96 s failed in CI); and a failed job is reported by its own last traceback line."""
+    from harness.cluster import job_error, make_executor
+
+    ex = make_executor("local", tmp_path)
+    assert ex.parameters.get("timeout_min", 2.0) >= 60 * 24
+    import submitit
+
+    err = submitit.core.utils.FailedJobError(
+        "Job (task=0) failed during processing with trace:\n----------------------\nTraceback (most recent call"
+        " last):\n  File \"x.py\", line 1\nharness.errors.HarnessError: recipes/a.toml: train.lr: expected a number"
+        "\n\n----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:"
+        "\n  - /j/1_0_log.err\n  - /j/1_0_log.out")
+    assert job_error(err) == "harness.errors.HarnessError: recipes/a.toml: train.lr: expected a number"
+    assert job_error(RuntimeError("")) == "RuntimeError"
