@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="a folder of recipes, or a shipped one: scifact, baselines, msmarco")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a value in every recipe")
-    p.add_argument("--only", default=None, metavar="PATTERN", help="only recipes whose file name matches (glob)")
+    p.add_argument("--only", default=None, metavar="PATTERN", help="only recipes whose file name matches one of these globs (comma-separated: \"dense-*,bm25\")")
     _add_run_args(p)
     _add_seeds_arg(p)
     g = p.add_argument_group("on a cluster (submitit; one job per recipe, answer keys first)")
@@ -266,6 +266,15 @@ def _cmd_run(args: argparse.Namespace, recipe_spec: str) -> int:
     return 0
 
 
+def _where_time_goes(out: dict) -> str:
+    """The suite's time from an empty cache by stage kind (each stage once, whenever it was built)."""
+    from harness.artifacts import format_time_by_stage_kind
+
+    rows = [(r["stage"], r["seconds"], r["count"]) for r in out.get("time_by_stage", [])]
+    return (f"where the time goes (from an empty cache, {out.get('cold_cache_seconds', 0):.0f} s): "
+            + format_time_by_stage_kind(rows)) if rows else ""
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from harness.report.results import load_runs
     from harness.report.tables import build_table
@@ -281,6 +290,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         sys.stdout.write(table.render("md"))
         print(f"\nquickstart: {len(out['recipes'])} recipes in {out['seconds']:.0f} s; run directories under {runs_dir}/; "
               f"compare more runs with `harness table {runs_dir}`")
+        print(_where_time_goes(out))
         for name, err in out["failed"].items():
             print(f"{name}: FAILED: {err.splitlines()[0]}")
     return 1 if out["failed"] else 0
@@ -312,6 +322,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         cold = out["cold_cache_seconds"]
         print(f"suite: {len(out['recipes'])} ok, {len(out['failed'])} failed, {out['seconds']:.0f} s "
               f"(from an empty cache: {cold:.0f} s = {cold / 3600:.2f} h, each stage built once)")
+        print(_where_time_goes(out))
     return 1 if out["failed"] else 0
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import atomic_write_json, cold_cache_seconds
+from harness.artifacts import atomic_write_json, cold_cache_seconds, time_by_stage_kind
 from harness.errors import HarnessError, RecipeError
 from harness.recipe import LoadedRecipe, find_recipe, load_recipe
 
@@ -36,7 +36,8 @@ def suite_recipes(folder: "str | Path", overrides=(), only: "str | None" = None)
         raise RecipeError([f"{folder}: no such recipe folder"])
     files = sorted(p for p in root.glob("*.toml") if not p.name.endswith(".expect.toml") and not p.name.startswith("_"))
     if only:
-        files = [p for p in files if fnmatch.fnmatch(p.stem, only)]
+        patterns = [x.strip() for x in only.split(",") if x.strip()]  # "dense-*,bm25": any of them
+        files = [p for p in files if any(fnmatch.fnmatch(p.stem, pat) for pat in patterns)]
     if not files:
         raise RecipeError([f"{root}: no recipes{' matching ' + only if only else ''}"])
     problems, loaded = [], []
@@ -117,6 +118,7 @@ def run_suite(folder, runs_dir: Path, overrides=(), only=None, force: bool = Fal
                 out["failed"][loaded.name] = str(exc)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["cold_cache_seconds"] = round(cold_cache_seconds(payloads), 1)  # every stage once, whenever it was built
+    out["time_by_stage"] = [{"stage": k, "seconds": sec, "count": n} for k, sec, n in time_by_stage_kind(payloads)]
     name = Path(str(folder)).name or "suite"
     atomic_write_json(Path(runs_dir) / f"suite-{name}.json", out)
     return out

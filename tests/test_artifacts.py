@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from harness.artifacts import Store, atomic_write_json, cold_cache_seconds
+from harness.artifacts import (Store, atomic_write_json, cold_cache_seconds, format_time_by_stage_kind,
+                               time_by_stage_kind)
 
 
 def build_once(store, key, payload="hello", calls=None):
@@ -57,6 +58,19 @@ def test_cold_cache_seconds_counts_each_stage_once():
     assert cold_cache_seconds([a, b]) == 160.0
     assert cold_cache_seconds([a, b, old]) == 167.0
     assert cold_cache_seconds([]) == 0.0
+
+
+def test_time_by_stage_kind_counts_each_stage_once_and_groups_per_dataset_stages():
+    a = {"stage_seconds": {"_shared/bm25-index-0123456789ab": 10.0, "_shared/student-dense-00000000000b": 100.0,
+                           "run-a/eval-beir-scifact-test-0000000000aa": 1.0,
+                           "run-a/retrieve-cranfield-0000000000ab": 4.0}}
+    b = {"stage_seconds": {"_shared/bm25-index-0123456789ab": 10.0, "_shared/student-dense-00000000000c": 50.0,
+                           "run-b/eval-beir-scifact-test-0000000000aa": 2.0}}
+    rows = time_by_stage_kind([a, b])
+    assert rows == [("student-dense", 150.0, 2), ("bm25-index", 10.0, 1), ("retrieve", 4.0, 1),
+                    ("evaluate", 3.0, 2)]
+    assert sum(s for _, s, _ in rows) == cold_cache_seconds([a, b])
+    assert format_time_by_stage_kind(rows, top=2) == "student-dense 150 s (×2), bm25-index 10 s, other 7 s"
 
 
 def test_force_rebuilds(tmp_path):

@@ -86,3 +86,44 @@ def test_export_round_trips_runs_metrics_rows_and_the_model(tmp_path, data_dir):
     from ranx import Run
 
     assert len(Run.from_file(str(trec), kind="trec").run) == 20
+
+
+def test_an_exported_splade_index_is_served_by_plain_pyserini(tmp_path, data_dir):
+    """The Lucene impact index holds the passages' own ids, so Pyserini's own searcher with the exported model
+    as its query encoder (the command in the model card) returns the harness's ranking, without the harness."""
+    from harness.evaluate import read_trec
+    from harness.index.impact import LUCENE_IDS
+    from harness.java import start_jvm
+
+    runs = tmp_path / "runs"
+    out = run_cli("run", "scifact/splade-untrained", "--runs-dir", str(runs), "--json", "--set", "eval.max_queries=12",
+                  "--set", "eval.max_docs=200", "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]',
+                  env={"HARNESS_PRECISION": "fp32"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    payload = last_json_line(out.stdout)
+    dest = tmp_path / "export"
+    out = run_cli("export", payload["run_dir"], "--to", str(dest))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (ds,) = payload["results"]
+    (index,) = (dest / "lucene").iterdir()
+    card = (dest / "model" / "README.md").read_text()
+    assert "LuceneImpactSearcher(" in card and str(index.resolve()) in card
+    assert any((p / LUCENE_IDS).is_file() for p in (runs / "_shared").glob("splade-index-*"))
+
+    start_jvm()
+    from pyserini.encode import SpladeQueryEncoder
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    from harness.data import open_dataset
+
+    queries = open_dataset("beir/scifact/test").queries
+    harness_run = read_trec(Path(payload["files"][ds]["run"]))
+    searcher = LuceneImpactSearcher(str(index), SpladeQueryEncoder(str(dest / "model")), min_idf=-1)
+    corpus = {d for p in (runs / "_shared").glob("splade-index-*") for d in (p / "doc_ids.txt").read_text().split()}
+    overlaps = []
+    for qid, ranked in harness_run.items():
+        ours = [d for d, _ in ranked[:10]]
+        theirs = [h.docid for h in searcher.search(queries[qid], k=10)]
+        assert set(theirs) <= corpus  # the collection's own ids, not positions
+        overlaps.append(len(set(ours) & set(theirs)) / max(len(ours), 1))
+    assert sum(overlaps) / len(overlaps) >= 0.9, overlaps

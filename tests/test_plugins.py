@@ -12,8 +12,8 @@ from harness.recipe import load_recipe
 from harness.registry import LOSSES
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SLICE = ["--set", "train.max_queries=60", "--set", "train.epochs=1.0", "--set", "eval.max_queries=100",
-         "--set", "eval.max_docs=1000", "--set", "student.doc_max_len=96",
+SLICE = ["--set", "train.max_queries=60", "--set", "train.epochs=1.0", "--set", "eval.max_queries=30",
+         "--set", "eval.max_docs=300", "--set", "student.doc_max_len=96",
          "--set", 'eval.datasets=["beir/scifact/test"]', "--set", "eval.dev=false"]
 
 
@@ -82,7 +82,7 @@ def test_the_example_loss_plugin_trains_a_student_end_to_end(runs, data_dir):
     assert trained["training"]["steps"] > 0
     untrained = last_json_line(run_cli("run", "scifact/dense-untrained", "--runs-dir", str(runs), "--json",
                                        *SLICE).stdout)
-    ds = "beir/scifact/test[q100,d1000]"
+    ds = "beir/scifact/test[q30,d300]"
     assert trained["results"][ds] != untrained["results"][ds]
     student = _student_stage(trained)
     assert student["key"]["distill"]["loss"] == "ranknet" and "plugins" in student["key"]
@@ -122,7 +122,7 @@ def test_the_example_variant_plugin_trains_a_student_end_to_end(runs, data_dir):
     assert "reference" in trained  # a teacher-based variant: the teacher is checked against BM25
     untrained = last_json_line(run_cli("run", "scifact/dense-untrained", "--runs-dir", str(runs), "--json",
                                        *SLICE).stdout)
-    ds = "beir/scifact/test[q100,d1000]"
+    ds = "beir/scifact/test[q30,d300]"
     assert trained["results"][ds] != untrained["results"][ds]
     key = _student_stage(trained)["key"]
     assert key["variant"] == "static-ranks" and "ranks-of" in key["targets"]

@@ -2,7 +2,7 @@
 
 The slice (CPU-sized; one runs directory for the module, so BM25, the answer key and the teacher are built
 once): 150 training queries, 3 BM25 negatives each from the top 30, 2 epochs, passages cut to 96 tokens;
-evaluation on the first 100 SciFact test queries over 1,000 passages (every judged one, then the corpus).
+evaluation on the first 100 SciFact test queries over 500 passages (every judged one, then the corpus).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from conftest import last_json_line, run_cli
 pytestmark = pytest.mark.e2e
 
 SLICE = ["--set", "train.max_queries=150", "--set", "train.epochs=2.0", "--set", "eval.max_queries=100",
-         "--set", "eval.max_docs=1000", "--set", "student.doc_max_len=96",
+         "--set", "eval.max_docs=500", "--set", "student.doc_max_len=96",
          "--set", 'eval.datasets=["beir/scifact/test"]']
-DS = "beir/scifact/test[q100,d1000]"
+DS = "beir/scifact/test[q100,d500]"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,9 @@ def _last_log_row(manifest) -> dict:
 
 def test_settings_a_student_never_reads_do_not_retrain_it(runs, data_dir):
     """A static student's cache key holds the [distill] settings its objective reads, not another variant's."""
-    few = ("--set", "train.epochs=1.0", "--set", "train.max_queries=40")  # two trainings: keep them small
+    # two trainings and three evaluations: keep them small (16 queries, 30 test queries over 300 passages)
+    few = ("--set", "train.epochs=1.0", "--set", "train.max_queries=16", "--set", "eval.max_queries=30",
+           "--set", "eval.max_docs=300")
     first = run(runs, "scifact/dense-static", *few)
     other = run(runs, "scifact/dense-static", *few, "--set", "name=unread-settings",
                 "--set", "distill.online.remine_every=3", "--set", "distill.multitask.mlm=0.5",

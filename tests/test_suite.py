@@ -57,7 +57,10 @@ def test_suite_runs_every_recipe_and_shares_stages(suite, tmp_path_factory, data
     again = run_cli("suite", str(suite), "--runs-dir", str(runs))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "build  " not in again.stderr
-    last = again.stdout.strip().splitlines()[-1]
+    *_, last, where = again.stdout.strip().splitlines()
+    assert where.startswith(f"where the time goes (from an empty cache, {report['cold_cache_seconds']:.0f} s): ")
+    assert "bm25-index" in where and "evaluate" in where and "retrieve" in where
+    assert [r["stage"] for r in report["time_by_stage"]].count("bm25-index") == 1
     m = re.fullmatch(r"suite: 2 ok, 0 failed, (\d+) s \(from an empty cache: (\d+) s = [\d.]+ h, each stage built once\)",
                      last)
     assert m, last
@@ -89,3 +92,12 @@ def test_suite_with_seeds_runs_a_recipe_that_trains_nothing_once(suite, tmp_path
     assert report["seeds"] == 3 and sorted(report["recipes"]) == ["toy-bm25-a", "toy-bm25-b"]
     assert out.stderr.count("trains nothing (method bm25): one run") == 2
     assert not list(runs.glob("*/seed-*"))  # BM25 is deterministic: no seed directories
+
+
+def test_only_takes_several_globs():
+    from harness.suite import suite_recipes
+
+    names = sorted(r.name for r in suite_recipes("scifact", only="dense-*, bm25"))
+    assert names == ["scifact-bm25"] + sorted(f"scifact-dense-{v}" for v in
+                                              ("margin", "multitask", "online", "self", "static", "untrained"))
+    assert [r.name for r in suite_recipes("scifact", only="teacher")] == ["scifact-teacher"]

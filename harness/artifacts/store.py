@@ -86,6 +86,43 @@ def cold_cache_seconds(payloads: "Iterable[dict[str, Any]]") -> float:
     return sum(stages.values()) + loose
 
 
+def stage_kind(stage: str) -> str:
+    """``_shared/student-dense-85de280a42b5`` -> ``student-dense``; the per-dataset retrieve and evaluate stages
+    (``run/eval-beir-scifact-test-6ccb2894f7bd``) -> ``retrieve`` / ``evaluate``."""
+    name = stage.rsplit("/", 1)[-1]
+    head, _, tail = name.rpartition("-")
+    if head and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail):
+        name = head
+    if name.startswith("retrieve-"):
+        return "retrieve"
+    if name.startswith("eval-"):
+        return "evaluate"
+    return name
+
+
+def time_by_stage_kind(payloads: "Iterable[dict[str, Any]]") -> "list[tuple[str, float, int]]":
+    """Where a set of runs spends its time: (stage kind, build seconds, how many stages) with each stage counted
+    once however many runs share it, largest first — the parts of :func:`cold_cache_seconds`."""
+    stages: dict[str, float] = {}
+    for p in payloads:
+        st = p.get("stage_seconds")
+        if isinstance(st, dict):
+            stages.update({k: float(v) for k, v in st.items() if isinstance(v, (int, float))})
+    kinds: dict[str, list[float]] = {}
+    for k, v in stages.items():
+        kinds.setdefault(stage_kind(k), []).append(v)
+    return sorted(((k, round(sum(v), 1), len(v)) for k, v in kinds.items()), key=lambda r: (-r[1], r[0]))
+
+
+def format_time_by_stage_kind(rows: "list[tuple[str, float, int]]", top: int = 10) -> str:
+    """One line: ``student-dense 256 s, dense-index 131 s (×5), … (each stage once)``."""
+    parts = [f"{k} {s:.0f} s" + (f" (×{n})" if n > 1 else "") for k, s, n in rows[:top]]
+    rest = sum(s for _, s, _ in rows[top:])
+    if rest:
+        parts.append(f"other {rest:.0f} s")
+    return ", ".join(parts)
+
+
 @dataclass
 class StageRecord:
     """What a run did with a stage, for the run manifest."""

@@ -83,6 +83,11 @@ class IndexWriter:
         self.backend, self.out, self.cfg, self.approximate = backend, Path(out), cfg, approximate
         self.reps: list[Any] = []
 
+    def ids(self, doc_ids: Sequence[str]) -> None:
+        """The passage ids of the next :meth:`add`, in order, for a backend whose index stores them (so that it
+        can be served without the harness); by default unused: the harness maps positions to ids itself
+        (``doc_ids.txt`` beside the index)."""
+
     def add(self, reps: Sequence[Any]) -> None:
         self.reps.extend(reps)
 

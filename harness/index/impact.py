@@ -84,6 +84,7 @@ def index_collection(work: Path, index_dir: Path, threads: "int | None" = None) 
     return {"documents": documents, "index_bytes": size, "index_seconds": round(time.perf_counter() - t0, 2)}
 
 
+LUCENE_IDS = "lucene_ids"  # marker beside index/: its documents are the passages' own ids, not positions
 MAX_CLAUSES = 1 << 16  # query terms a search may have (the vocabulary is 30,522)
 
 
@@ -213,6 +214,7 @@ class ImpactIndex(StudentIndex):
     def __init__(self, directory: Path, cfg):
         super().__init__(directory, cfg)
         self._lucene: "ImpactSearcher | None" = None
+        self._position: "dict[str, int] | None" = None
         self._exact: "ExactSparse | None" = None
         self._docs: "list[dict[str, float]] | None" = None
 
@@ -230,9 +232,21 @@ class ImpactIndex(StudentIndex):
             self._lucene = ImpactSearcher(self.directory / "index", self.cfg.impact.quantization)
         return self._lucene
 
+    def _positions(self) -> "dict[str, int] | None":
+        """Lucene id -> position in the corpus, where the Lucene index holds the passages' own ids (built by
+        :class:`ImpactWriter`); None for an index that holds positions (built by :meth:`write`, or before ids
+        were stored: such an index stays valid)."""
+        if self._position is None and (self.directory / LUCENE_IDS).exists():
+            ids = (self.directory / "doc_ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
+            self._position = {doc_id: i for i, doc_id in enumerate(ids)}
+        return self._position
+
     def search(self, q_reps, k: int) -> Hits:
         keys = [str(i) for i in range(len(q_reps))]
         run = self._searcher().search(dict(zip(keys, q_reps)), k)
+        pos = self._positions()
+        if pos is not None:
+            return [[(pos[doc], score) for doc, score in run[key]] for key in keys]
         return [[(int(doc), score) for doc, score in run[key]] for key in keys]
 
     def exact(self, q_reps, k: int) -> Hits:
@@ -253,9 +267,10 @@ class ImpactIndex(StudentIndex):
 
 
 class ImpactWriter(IndexWriter):
-    """Each chunk: its quantised weights appended to the Lucene collection file, its unquantised ones to the
-    CSR parts (the exact search's matrix: saved at the end, ~8 bytes a nonzero weight). The Lucene index is
-    built from the file."""
+    """Each chunk: its quantised weights appended to the Lucene collection file under the passages' own ids
+    (so the index serves without the harness: a plain Pyserini ``LuceneImpactSearcher`` returns corpus ids),
+    its unquantised ones to the CSR parts (the exact search's matrix: saved at the end, ~8 bytes a nonzero
+    weight). The Lucene index is built from the file."""
 
     def __init__(self, backend, out: Path, cfg, approximate: bool):
         super().__init__(backend, out, cfg, approximate)
@@ -264,14 +279,25 @@ class ImpactWriter(IndexWriter):
         self.lengths: list[int] = []
         self.collection = ImpactCollection(self.out / "index.collection", cfg.impact.quantization) \
             if approximate else None
+        self.next_ids: "list[str] | None" = None
+        self.own_ids = True  # every chunk came with its ids
         self.t0 = time.perf_counter()
+
+    def ids(self, doc_ids) -> None:
+        self.next_ids = [str(d) for d in doc_ids]
 
     def add(self, reps) -> None:
         self.parts.append(_csr(reps, self.vocab, grow=True))
         self.lengths.extend(len(r) for r in reps)
+        ids, self.next_ids = self.next_ids, None
+        start = len(self.lengths) - len(reps)
+        if ids is None or len(ids) != len(reps) or not self.own_ids:
+            if self.own_ids and start > 0:
+                raise ValueError("ImpactWriter: passage ids for some chunks and not others")
+            self.own_ids = False
+            ids = [str(start + i) for i in range(len(reps))]  # Lucene ids are positions
         if self.collection is not None:
-            start = len(self.lengths) - len(reps)
-            self.collection.add([str(start + i) for i in range(len(reps))], reps)  # Lucene ids are positions
+            self.collection.add(ids, reps)
 
     def finish(self) -> dict:
         from scipy import sparse
@@ -287,4 +313,7 @@ class ImpactWriter(IndexWriter):
             self.collection.close()
             info.update(index_collection(self.collection.folder, self.out / "index"))
             info["index_seconds"] = round(time.perf_counter() - self.t0, 2)
+            if self.own_ids:
+                (self.out / LUCENE_IDS).write_text("the Lucene index holds the passages' own ids\n")
+                info["lucene_ids"] = "passage ids"
         return info

@@ -44,6 +44,7 @@ def index_corpus(family: str, student, docs: "Iterable[tuple[str, str]]", out: P
             encode_seconds += time.perf_counter() - t0
             if main:
                 ids.write("".join(f"{doc_id}\n" for doc_id, _ in part))
+                writer.ids([doc_id for doc_id, _ in part])
                 writer.add(reps)
             n += len(part)
             del reps

@@ -7,6 +7,8 @@
                                     trec_eval read them)
       metrics/<dataset>.tsv         per-query metrics, ir_measures' long format: query_id, measure, value
       results.csv                   the run's leaderboard rows: recipe, dataset, measure, value, recipe hash
+      lucene/<dataset>/             SPLADE: the run's Lucene impact index of each dataset, which a plain Pyserini
+                                    ``LuceneImpactSearcher`` serves with the exported model as query encoder
 
 Every run (BM25, a reranker) exports its run files and metrics; a student run exports its model too.
 """
@@ -119,6 +121,39 @@ def model_card(results: dict[str, Any], manifest: dict[str, Any], load_path: str
     return "\n".join(lines).rstrip() + "\n"
 
 
+SERVE_SPLADE = '''## Serve it without the harness (Pyserini)
+
+`harness export` copies each dataset's Lucene impact index to `lucene/<dataset>/` (documents under their own
+ids, weights quantised × {scale}); Pyserini searches it with this model as its query encoder (max over
+tokens of log(1 + ReLU(logits)), as the harness encodes; Pyserini quantises query weights on its own scale,
+which leaves the ranking as it is up to rounding):
+
+```python
+from pyserini.encode import SpladeQueryEncoder
+from pyserini.search.lucene import LuceneImpactSearcher
+searcher = LuceneImpactSearcher("{index}", SpladeQueryEncoder("{path}"), min_idf=-1)
+hits = searcher.search("a query", k=10)  # hits[i].docid: the collection's own passage ids
+```'''
+
+
+def lucene_indexes(results: dict[str, Any], manifest: dict[str, Any]) -> "dict[str, Path]":
+    """{dataset: Lucene impact index directory} of a SPLADE run, for the indexes that hold the passages' own
+    ids (every one built since they do; an older one holds positions and is not served outside)."""
+    from harness.index.impact import LUCENE_IDS
+
+    by_hash = {s["hash"]: Path(s["dir"]) for s in manifest.get("stages", []) if s["name"] == "splade-index"}
+    out: dict[str, Path] = {}
+    for ds, files in results.get("files", {}).items():
+        try:
+            key = json.loads((Path(files["run"]).parent / "manifest.json").read_text()).get("key", {})
+        except (OSError, ValueError, KeyError):
+            continue
+        d = by_hash.get(key.get("index"))
+        if d is not None and (d / LUCENE_IDS).is_file() and (d / "index").is_dir():
+            out[ds] = d / "index"
+    return out
+
+
 def _hub(name: "str | None") -> str:
     """The public name of a model a recipe names by alias (``minilm``)."""
     from harness.models import MINILM_NAMES
@@ -162,6 +197,16 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
         if not model.is_dir():
             raise UserInputError(f"{run_dir}: its student {model} is gone (harness gc?); re-run the recipe")
         shutil.copytree(model, out / "model", dirs_exist_ok=True)
-        (out / "model" / "README.md").write_text(model_card(results, manifest, str((out / "model").resolve())))
+        card = model_card(results, manifest, str((out / "model").resolve()))
+        indexes = lucene_indexes(results, manifest)
+        for ds, index in indexes.items():
+            dest = out / "lucene" / _slug(ds)
+            shutil.copytree(index, dest, dirs_exist_ok=True)
+            written.setdefault("lucene", {})[ds] = str(dest)
+        if indexes:
+            first = out / "lucene" / _slug(next(iter(indexes)))
+            scale = manifest.get("config", {}).get("index", {}).get("impact", {}).get("quantization", 100)
+            card += "\n" + SERVE_SPLADE.format(index=first.resolve(), path=(out / "model").resolve(), scale=scale) + "\n"
+        (out / "model" / "README.md").write_text(card)
         written["model"] = str(out / "model")
     return written
