@@ -51,18 +51,24 @@ def test_model_card_names_the_loader_of_each_family_and_a_self_teacher():
 
 
 @pytest.mark.e2e
+def _run_and_export(recipe: str, runs: Path, dest: Path, queries: int, docs: int, env: "dict | None" = None) -> dict:
+    """Run ``recipe`` on a SciFact test slice, export the run to ``dest``; returns the run's payload."""
+    out = run_cli("run", recipe, "--runs-dir", str(runs), "--json", "--set", f"eval.max_queries={queries}",
+                  "--set", f"eval.max_docs={docs}", "--set", "eval.dev=false",
+                  "--set", 'eval.datasets=["beir/scifact/test"]', env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    payload = last_json_line(out.stdout)
+    out = run_cli("export", payload["run_dir"], "--to", str(dest))
+    assert out.returncode == 0, out.stderr[-2000:]
+    return payload
+
+
 def test_export_round_trips_runs_metrics_rows_and_the_model(tmp_path, data_dir):
     from harness.evaluate import read_trec
     from harness.students import load_student
 
-    runs = tmp_path / "runs"
-    out = run_cli("run", "scifact/dense-untrained", "--runs-dir", str(runs), "--json", "--set", "eval.max_queries=20",
-                  "--set", "eval.max_docs=300", "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]')
-    assert out.returncode == 0, out.stderr[-2000:]
-    payload = last_json_line(out.stdout)
-    dest = tmp_path / "export"
-    out = run_cli("export", payload["run_dir"], "--to", str(dest))
-    assert out.returncode == 0, out.stderr[-2000:]
+    runs, dest = tmp_path / "runs", tmp_path / "export"
+    payload = _run_and_export("scifact/dense-untrained", runs, dest, queries=20, docs=300)
     (ds,) = payload["results"]
     (trec,) = (dest / "runs").glob("*.trec")
     assert read_trec(trec) == read_trec(Path(payload["files"][ds]["run"]))
@@ -95,15 +101,9 @@ def test_an_exported_splade_index_is_served_by_plain_pyserini(tmp_path, data_dir
     from harness.index.impact import LUCENE_IDS
     from harness.java import start_jvm
 
-    runs = tmp_path / "runs"
-    out = run_cli("run", "scifact/splade-untrained", "--runs-dir", str(runs), "--json", "--set", "eval.max_queries=12",
-                  "--set", "eval.max_docs=200", "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]',
-                  env={"HARNESS_PRECISION": "fp32"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    payload = last_json_line(out.stdout)
-    dest = tmp_path / "export"
-    out = run_cli("export", payload["run_dir"], "--to", str(dest))
-    assert out.returncode == 0, out.stderr[-2000:]
+    runs, dest = tmp_path / "runs", tmp_path / "export"
+    payload = _run_and_export("scifact/splade-untrained", runs, dest, queries=12, docs=200,
+                              env={"HARNESS_PRECISION": "fp32"})
     (ds,) = payload["results"]
     (index,) = (dest / "lucene").iterdir()
     card = (dest / "model" / "README.md").read_text()

@@ -75,15 +75,20 @@ def cold_cache_seconds(payloads: "Iterable[dict[str, Any]]") -> float:
     """What a set of runs costs from an empty cache: each stage's build time once, however many runs share
     it (``stage_seconds`` of every ``results.json``); a run written before stages were timed counts its
     own ``seconds``."""
+    payloads = list(payloads)
+    loose = sum(float(p["seconds"]) for p in payloads
+                if not isinstance(p.get("stage_seconds"), dict) and isinstance(p.get("seconds"), (int, float)))
+    return sum(_stage_seconds(payloads).values()) + loose
+
+
+def _stage_seconds(payloads: "Iterable[dict[str, Any]]") -> dict[str, float]:
+    """{stage: build seconds} over the runs' ``stage_seconds``, each stage once however many runs share it."""
     stages: dict[str, float] = {}
-    loose = 0.0
     for p in payloads:
         st = p.get("stage_seconds")
         if isinstance(st, dict):
             stages.update({k: float(v) for k, v in st.items() if isinstance(v, (int, float))})
-        elif isinstance(p.get("seconds"), (int, float)):
-            loose += float(p["seconds"])
-    return sum(stages.values()) + loose
+    return stages
 
 
 def stage_kind(stage: str) -> str:
@@ -103,13 +108,8 @@ def stage_kind(stage: str) -> str:
 def time_by_stage_kind(payloads: "Iterable[dict[str, Any]]") -> "list[tuple[str, float, int]]":
     """Where a set of runs spends its time: (stage kind, build seconds, how many stages) with each stage counted
     once however many runs share it, largest first — the parts of :func:`cold_cache_seconds`."""
-    stages: dict[str, float] = {}
-    for p in payloads:
-        st = p.get("stage_seconds")
-        if isinstance(st, dict):
-            stages.update({k: float(v) for k, v in st.items() if isinstance(v, (int, float))})
     kinds: dict[str, list[float]] = {}
-    for k, v in stages.items():
+    for k, v in _stage_seconds(payloads).items():
         kinds.setdefault(stage_kind(k), []).append(v)
     return sorted(((k, round(sum(v), 1), len(v)) for k, v in kinds.items()), key=lambda r: (-r[1], r[0]))
 
