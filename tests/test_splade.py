@@ -228,3 +228,33 @@ def test_flops_estimate():
 def test_pointwise_mse():
     assert PointwiseMSE()(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 4.0]])).item() == pytest.approx(2.5)
     assert np.isfinite(PointwiseMSE()(torch.zeros(2, 3), torch.ones(2, 3)).item())
+
+
+def test_exact_sparse_matrix_is_written_in_parts_and_an_older_single_file_still_reads(tmp_path):
+    """The unquantised weights go to disk chunk by chunk (three .npy files, read memory-mapped); an index
+    written before streaming (one ``doc_weights.npz``) reads the same matrix."""
+    import json
+
+    from scipy import sparse
+
+    from harness.index.impact import CSR_FILES, ImpactIndex, _load_matrix
+    from harness.recipe import load_recipe
+
+    cfg = load_recipe("scifact/splade-untrained").recipe.index
+    docs = [{"apple": 1.0, "pie": 0.5}, {"apple": 0.2, "tart": 2.0}, {"banana": 1.5}, {"pie": 1.2, "tart": 0.3}]
+    new, old = tmp_path / "new", tmp_path / "old"
+    new.mkdir(), old.mkdir()
+    writer = ImpactIndex.writer(new, cfg, approximate=False)
+    for i in range(0, 4, 3):  # chunks of 3 and 1
+        writer.add(docs[i:i + 3])
+    info = writer.finish()
+    assert info["max_doc_terms"] == 2 and all((new / f).is_file() for f in CSR_FILES.values())
+    matrix, terms = _load_matrix(new)
+    assert terms == ["apple", "pie", "tart", "banana"] and matrix.shape == (4, 4)
+    assert matrix.toarray() == pytest.approx(np.array([[1.0, 0.5, 0, 0], [0.2, 0, 2.0, 0], [0, 0, 0, 1.5],
+                                                       [0, 1.2, 0.3, 0]]), abs=1e-7)
+    sparse.save_npz(old / "doc_weights.npz", matrix.copy())  # the layout of the indexes already in caches
+    (old / "terms.json").write_text(json.dumps(terms))
+    queries = [{"apple": 1.0, "pie": 0.5}, {"tart": 1.0}]
+    hits = [ImpactIndex.open(d, cfg).exact(queries, k=10) for d in (new, old)]
+    assert hits[0] == hits[1] and [i for i, _ in hits[0][1]] == [1, 3]

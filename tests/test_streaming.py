@@ -47,11 +47,15 @@ def test_chunks_write_what_one_pass_writes(family, corpus, tmp_path):
         for name in ("doc_tokens.npy", "doc_offsets.npy"):
             assert (streamed / name).read_bytes() == (whole / name).read_bytes()
     else:
-        from scipy import sparse
+        from harness.index.impact import _load_matrix
+        from harness.students.splade import flops_estimate
 
-        x, y = (sparse.load_npz(d / "doc_weights.npz") for d in (streamed, whole))
-        assert (x != y).nnz == 0 and x.shape == y.shape
-        assert json.loads((streamed / "terms.json").read_text()) == json.loads((whole / "terms.json").read_text())
+        (x, tx), (y, ty) = (_load_matrix(d) for d in (streamed, whole))
+        assert (x != y).nnz == 0 and x.shape == y.shape == (len(docs), len(tx)) and tx == ty
+        assert not list(streamed.glob("*.npz"))  # written in parts, not assembled in memory
+        q_reps = student.infer_queries(list(queries.values()), 32)
+        with INDEXES[family].open(streamed, recipe.index) as index:  # FLOPS from the index's term counts
+            assert index.figures(q_reps)["flops"] == pytest.approx(flops_estimate(q_reps, reps), abs=1e-3)
     runs = [search_corpus(family, student, d, queries, 10, recipe.index, False, 32, approximate)[0]
             for d in (streamed, whole)]
     assert runs[0] == runs[1]

@@ -96,11 +96,12 @@ class IndexWriter:
 
 
 class NpyAppender:
-    """A 2-d array written to ``path`` (.npy) block of rows by block of rows, never held whole: the rows go
-    to ``path.rows`` raw, then ``finish`` writes the header (as ``np.save`` would) and moves them behind it."""
+    """A 1-d or 2-d array written to ``path`` (.npy) block of rows by block of rows, never held whole: the rows
+    go to ``path.rows`` raw, then ``finish`` writes the header (as ``np.save`` would) and moves them behind
+    it."""
 
-    def __init__(self, path: Path, dtype):
-        self.path, self.dtype = Path(path), np.dtype(dtype)
+    def __init__(self, path: Path, dtype, ndim: int = 2):
+        self.path, self.dtype, self.ndim = Path(path), np.dtype(dtype), ndim
         self.raw = self.path.with_name(self.path.name + ".rows")
         self.raw.parent.mkdir(parents=True, exist_ok=True)
         self.fh = open(self.raw, "wb")
@@ -108,9 +109,11 @@ class NpyAppender:
 
     def append(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype)
-        if block.ndim != 2 or (self.width is not None and block.shape[1] != self.width):
-            raise ValueError(f"expected rows of width {self.width}, got shape {block.shape}")
-        self.width = block.shape[1]
+        if block.ndim != self.ndim or (self.ndim == 2 and self.width is not None and block.shape[1] != self.width):
+            want = f"rows of width {self.width}" if self.ndim == 2 else "a 1-d block"
+            raise ValueError(f"expected {want}, got shape {block.shape}")
+        if self.ndim == 2:
+            self.width = block.shape[1]
         self.fh.write(block.tobytes())
         self.rows += block.shape[0]
 
@@ -120,7 +123,7 @@ class NpyAppender:
 
         self.fh.close()
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                  "shape": (self.rows, self.width or 0)}
+                  "shape": (self.rows, self.width or 0) if self.ndim == 2 else (self.rows,)}
         with open(self.path, "wb") as out, open(self.raw, "rb") as src:
             np.lib.format.write_array_header_1_0(out, header)
             shutil.copyfileobj(src, out, 16 << 20)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.index.base import Hits, IndexWriter, StudentIndex, top_k
+from harness.index.base import Hits, IndexWriter, NpyAppender, StudentIndex, top_k
 from harness.index.lucene import default_threads
 from harness.java import autoclass, start_jvm
 from harness.registry import INDEXES
@@ -148,26 +148,30 @@ def _csr(reps: Sequence[dict[str, float]], vocab: dict[str, int], grow: bool):
     return sparse.csr_matrix((vals, (rows, cols)), shape=(len(reps), len(vocab)), dtype=np.float32)
 
 
-def save_sparse(path: Path, reps: Sequence[dict[str, float]]) -> None:
-    """Sparse weights as a CSR matrix (``doc_weights.npz``) and its term list (``terms.json``)."""
-    from scipy import sparse
-
-    vocab: dict[str, int] = {}
-    sparse.save_npz(path / "doc_weights.npz", _csr(reps, vocab, grow=True))
-    (path / "terms.json").write_text(json.dumps(list(vocab)))
+# The unquantised weights, a CSR matrix in three .npy files (written in parts, never held whole; memory-mapped
+# when read) and its term list; indexes written before streaming hold one ``doc_weights.npz`` instead.
+CSR_FILES = {"data": "doc_weights.data.npy", "indices": "doc_weights.indices.npy", "indptr": "doc_weights.indptr.npy"}
 
 
 def _load_matrix(path: Path):
+    """(passages × terms) CSR of the unquantised weights, and the terms of its columns."""
     from scipy import sparse
 
-    return sparse.load_npz(path / "doc_weights.npz").tocsr(), json.loads((path / "terms.json").read_text())
+    terms = json.loads((path / "terms.json").read_text())
+    if (path / "doc_weights.npz").exists():
+        return sparse.load_npz(path / "doc_weights.npz").tocsr(), terms
+    data, indices, indptr = (np.load(path / CSR_FILES[k], mmap_mode="r") for k in ("data", "indices", "indptr"))
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, len(terms))), terms
 
 
-def load_sparse(path: Path) -> list[dict[str, float]]:
+def _term_doc_counts(path: Path) -> tuple[dict[str, int], int]:
+    """Each term's number of passages, and the number of passages (read from the CSR's column indices)."""
     matrix, terms = _load_matrix(path)
-    return [{terms[j]: float(v) for j, v in zip(matrix.indices[matrix.indptr[i]:matrix.indptr[i + 1]],
-                                                  matrix.data[matrix.indptr[i]:matrix.indptr[i + 1]])}
-            for i in range(matrix.shape[0])]
+    counts = np.zeros(len(terms), dtype=np.int64)
+    step = 1 << 24
+    for i in range(0, matrix.indices.shape[0], step):  # in slices: a memory-mapped array is not read whole
+        counts += np.bincount(matrix.indices[i:i + step], minlength=len(terms))
+    return {t: int(c) for t, c in zip(terms, counts) if c}, matrix.shape[0]
 
 
 class ExactSparse:
@@ -192,7 +196,7 @@ class ExactSparse:
 
 @INDEXES.register("splade")
 class ImpactIndex(StudentIndex):
-    """SPLADE weights: kept unquantised (``doc_weights.npz``, ``terms.json``) for the exact sparse product, and
+    """SPLADE weights: kept unquantised (:data:`CSR_FILES`, ``terms.json``) for the exact sparse product, and
     in a Lucene impact index (``index/``) when approximate."""
 
     family = "splade"
@@ -203,29 +207,20 @@ class ImpactIndex(StudentIndex):
 
     @classmethod
     def write(cls, reps, out: Path, cfg, approximate: bool) -> dict:
-        save_sparse(out, reps)
-        lengths = np.array([len(r) for r in reps])
-        info = {"avg_doc_terms": round(float(lengths.mean()), 1), "max_doc_terms": int(lengths.max())}
-        if approximate:
-            doc_ids = [str(i) for i in range(len(reps))]  # Lucene ids are positions
-            info.update(build_impact_index(doc_ids, reps, out / "index", cfg.impact.quantization))
-        return info
+        writer = cls.writer(out, cfg, approximate)  # one chunk, no ids: Lucene ids are positions
+        writer.add(reps)
+        return writer.finish()
 
     def __init__(self, directory: Path, cfg):
         super().__init__(directory, cfg)
         self._lucene: "ImpactSearcher | None" = None
         self._position: "dict[str, int] | None" = None
         self._exact: "ExactSparse | None" = None
-        self._docs: "list[dict[str, float]] | None" = None
+        self._counts: "tuple[dict[str, int], int] | None" = None
 
     @staticmethod
     def exhaustive(q_reps, d_reps, k: int) -> Hits:
         return ExactSparse.from_reps(d_reps).search(q_reps, k)
-
-    def _doc_reps(self) -> list[dict[str, float]]:
-        if self._docs is None:
-            self._docs = load_sparse(self.directory)
-        return self._docs
 
     def _searcher(self) -> "ImpactSearcher":
         if self._lucene is None:
@@ -260,22 +255,27 @@ class ImpactIndex(StudentIndex):
         return super().time_one(rep, k, approximate)
 
     def figures(self, q_reps) -> dict:
-        from harness.students.splade import flops_estimate
+        from harness.students.splade import flops_from_counts
 
+        if self._counts is None:
+            self._counts = _term_doc_counts(self.directory)
         return {"avg_query_terms": round(float(np.mean([len(r) for r in q_reps])), 1) if q_reps else 0.0,
-                "flops": round(flops_estimate(q_reps, self._doc_reps()), 3)}
+                "flops": round(flops_from_counts(q_reps, *self._counts), 3)}
 
 
 class ImpactWriter(IndexWriter):
     """Each chunk: its quantised weights appended to the Lucene collection file under the passages' own ids
     (so the index serves without the harness: a plain Pyserini ``LuceneImpactSearcher`` returns corpus ids),
-    its unquantised ones to the CSR parts (the exact search's matrix: saved at the end, ~8 bytes a nonzero
-    weight). The Lucene index is built from the file."""
+    its unquantised ones appended to the CSR files on disk (the exact search's matrix, ~8 bytes a nonzero
+    weight; only the row offsets and the term list stay in memory). The Lucene index is built from the
+    file."""
 
     def __init__(self, backend, out: Path, cfg, approximate: bool):
         super().__init__(backend, out, cfg, approximate)
         self.vocab: dict[str, int] = {}
-        self.parts: list = []
+        self.data = NpyAppender(self.out / CSR_FILES["data"], np.float32, ndim=1)
+        self.indices = NpyAppender(self.out / CSR_FILES["indices"], np.int32, ndim=1)
+        self.indptr: list[int] = [0]
         self.lengths: list[int] = []
         self.collection = ImpactCollection(self.out / "index.collection", cfg.impact.quantization) \
             if approximate else None
@@ -287,7 +287,10 @@ class ImpactWriter(IndexWriter):
         self.next_ids = [str(d) for d in doc_ids]
 
     def add(self, reps) -> None:
-        self.parts.append(_csr(reps, self.vocab, grow=True))
+        part = _csr(reps, self.vocab, grow=True)
+        self.data.append(part.data)
+        self.indices.append(part.indices)
+        self.indptr.extend((part.indptr[1:] + self.indptr[-1]).tolist())
         self.lengths.extend(len(r) for r in reps)
         ids, self.next_ids = self.next_ids, None
         start = len(self.lengths) - len(reps)
@@ -300,15 +303,13 @@ class ImpactWriter(IndexWriter):
             self.collection.add(ids, reps)
 
     def finish(self) -> dict:
-        from scipy import sparse
-
-        width = len(self.vocab)
-        parts = [sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], width)) for m in self.parts]
-        matrix = sparse.vstack(parts, format="csr") if parts else sparse.csr_matrix((0, width), dtype=np.float32)
-        sparse.save_npz(self.out / "doc_weights.npz", matrix)
+        self.data.finish()
+        self.indices.finish()
+        np.save(self.out / CSR_FILES["indptr"], np.asarray(self.indptr, dtype=np.int64))
         (self.out / "terms.json").write_text(json.dumps(list(self.vocab)))
         lengths = np.array(self.lengths)
-        info = {"avg_doc_terms": round(float(lengths.mean()), 1), "max_doc_terms": int(lengths.max())}
+        info = {"avg_doc_terms": round(float(lengths.mean()), 1) if len(lengths) else 0.0,
+                "max_doc_terms": int(lengths.max()) if len(lengths) else 0}
         if self.collection is not None:
             self.collection.close()
             info.update(index_collection(self.collection.folder, self.out / "index"))

@@ -189,7 +189,14 @@ def flops_estimate(queries: Sequence[dict[str, float]], docs: Sequence[dict[str,
     queries (documents) in which term j is active (Paria et al., ICLR 2020; Formal et al. 2021)."""
     from collections import Counter
 
+    return flops_from_counts(queries, Counter(t for r in docs for t in r), len(docs))
+
+
+def flops_from_counts(queries: Sequence[dict[str, float]], doc_counts, n_docs: int) -> float:
+    """:func:`flops_estimate` from each term's number of documents (``doc_counts[term]``, 0 when absent) out of
+    ``n_docs``: what an index keeps, so the documents' weights need not be read back."""
+    from collections import Counter
+
     cq = Counter(t for r in queries for t in r)
-    cd = Counter(t for r in docs for t in r)
-    nq, nd = max(len(queries), 1), max(len(docs), 1)
-    return float(sum((c / nq) * (cd[t] / nd) for t, c in cq.items() if t in cd))
+    nq, nd = max(len(queries), 1), max(n_docs, 1)
+    return float(sum((c / nq) * (doc_counts.get(t, 0) / nd) for t, c in cq.items()))
