@@ -7,6 +7,12 @@ RUN_DIR is a finished ColBERT run (e.g. ``runs/scifact-colbert-static``): its ma
 student and the PLAID index stage built for ``--dataset`` (the index, its document ids and the float16
 token vectors the exact search reads). Nothing is rebuilt; the index is opened once.
 
+Choose on the dev split, report on test once: ``--dataset 'beir/scifact/train[dev]' --index-of
+beir/scifact/test`` searches the dev queries over the same corpus's index and picks the fastest setting whose
+nDCG@10 is within ``--tolerance`` (0.002) of exact MaxSim's; then run ``--dataset beir/scifact/test
+--settings <chosen>``. The ratio reported is the chosen setting's p50 over exact MaxSim's p50, one query
+at a time (≤ 1: PLAID pays for itself).
+
 For each ``n_ivf_probe:n_full_scores`` setting it prints: per-query latency p50/p95 (queries one at a time,
 after a warm-up), the time to search all queries in one batched call, overlap@10 with exact MaxSim, and
 nDCG@10 / R@100 (ir_measures). "raw" repeats the batched search as a direct ``fast_plaid`` call, so the
@@ -22,11 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import report  # noqa: E402  (puts the repository on sys.path)
 
 
 def _linked_stages(manifest: dict, retrieve_name: str) -> tuple[Path, Path]:
@@ -44,12 +49,35 @@ def _linked_stages(manifest: dict, retrieve_name: str) -> tuple[Path, Path]:
     return Path(index["dir"]), Path(student["dir"])
 
 
+def _queries(spec: str, train: dict, max_queries: int):
+    """The dataset whose queries are searched; ``<train set>[dev]`` is the run's own dev split (its
+    ``train.dev_fraction``), as the pipeline carves it."""
+    from harness.data import DatasetSlice, open_dataset
+    from harness.data.dataset import dev_split
+
+    if spec.endswith("[dev]"):
+        if spec[: -len("[dev]")] != train["dataset"] or not train["dev_fraction"]:
+            raise SystemExit(f"error: {spec}: the run's dev split is {train['dataset']}[dev] "
+                             f"(train.dev_fraction {train['dev_fraction']})")
+        ds = dev_split(open_dataset(train["dataset"]), train["dev_fraction"], train["dev_max_queries"])[1]
+        return DatasetSlice(ds, max_queries=max_queries) if max_queries else ds
+    return open_dataset(spec, max_queries=max_queries)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--dataset", default="beir/scifact/test")
+    ap.add_argument("--dataset", default="beir/scifact/test",
+                    help="the queries to search (any dataset over the corpus of the index; e.g. the dev split "
+                         "beir/scifact/train[dev] to choose a setting, then the test set once to report it)")
+    ap.add_argument("--index-of", default=None,
+                    help="the dataset whose retrieve stage in RUN_DIR names the index (default: --dataset)")
+    ap.add_argument("--tolerance", type=float, default=0.002,
+                    help="a setting is 'equal' to exact MaxSim when its nDCG@10 is within this of exact's")
     ap.add_argument("--settings", default="8:4096,8:1024,4:1024,4:512,2:256",
                     help="comma-separated n_ivf_probe:n_full_scores pairs")
+    ap.add_argument("--max-queries", type=int, default=0, help="a slice, as the run's eval.max_queries")
+    ap.add_argument("--max-docs", type=int, default=0, help="the run's eval.max_docs, when its index is of a slice")
     ap.add_argument("--latency-queries", type=int, default=30)
     ap.add_argument("--processes", type=int, default=None,
                     help="fast-plaid n_processes for the raw call (default: the library's own choice, as the harness)")
@@ -68,14 +96,20 @@ def main() -> None:
     if not manifest_path.is_file():
         raise SystemExit(f"error: {manifest_path} not found (RUN_DIR must be a finished ColBERT run)")
     manifest = json.loads(manifest_path.read_text())
-    ds = open_dataset(args.dataset)
-    stage, student_dir = _linked_stages(manifest, f"retrieve-{ds.slug}")
+    ds = _queries(args.dataset, manifest["config"]["train"], args.max_queries)
+    searched = open_dataset(args.index_of or args.dataset, max_queries=args.max_queries, max_docs=args.max_docs)
+    stage, student_dir = _linked_stages(manifest, f"retrieve-{searched.slug}")
     student = load_student(student_dir / "model")
     qids = list(ds.queries)
     results_path = args.run_dir / "results.json"  # the query length the run searched with (eval_query_max_len)
     figures = json.loads(results_path.read_text()).get("figures", {}).get(ds.id, {}) if results_path.is_file() else {}
     q_reps = student.infer_queries([ds.queries[q] for q in qids], figures.get("query_max_len"))
     doc_ids = (stage / "doc_ids.txt").read_text().split("\n")[:-1]
+    corpus = {d.doc_id for d in ds.docs()}
+    if not set(doc_ids) <= corpus:
+        raise SystemExit(f"error: the index holds passages that are not in {args.dataset}'s corpus")
+    if len(doc_ids) < len(corpus):
+        print(f"note: the index holds {len(doc_ids)} of the corpus's {len(corpus)} passages (a slice)")
     tokens = np.load(stage / "doc_tokens.npy").astype(np.float32)
     offsets = np.load(stage / "doc_offsets.npy")
     docs = [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
@@ -88,7 +122,16 @@ def main() -> None:
     exact_run = {q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, exact)}
     measures = ["nDCG@10", "R@100"]
     ex_scores, _ = evaluate(exact_run, ds.qrels, measures)
-    print(f"exact MaxSim (torch, all queries): {exact_s:.1f} s = {1000 * exact_s / len(qids):.0f} ms/query; "
+    timed = q_reps[: args.latency_queries]
+    exact_maxsim_search(timed[:1], docs, 100)  # warm-up
+    ex_lat = []
+    for r in timed:  # one query at a time, as served
+        t1 = time.perf_counter()
+        exact_maxsim_search([r], docs, 100)
+        ex_lat.append(time.perf_counter() - t1)
+    ex_p50 = 1000 * float(np.percentile(ex_lat, 50))
+    print(f"exact MaxSim (torch): p50 {ex_p50:.0f} ms, p95 {1000 * np.percentile(ex_lat, 95):.0f} ms a query alone; "
+          f"all queries batched {exact_s:.1f} s = {1000 * exact_s / len(qids):.0f} ms/query; "
           f"nDCG@10 {ex_scores['nDCG@10']:.4f}  R@100 {ex_scores['R@100']:.4f}")
 
     def overlap10(run: dict) -> float:
@@ -97,8 +140,8 @@ def main() -> None:
 
     print(f"{'probe':>5} {'full':>5} {'p50 ms':>7} {'p95 ms':>7} {'batch s':>8} {'raw s':>7} {'ratio':>6} "
           f"{'ovl@10':>6} {'nDCG@10':>8} {'R@100':>6}")
-    timed = q_reps[: args.latency_queries]
     raw_q = [torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in q_reps]
+    rows: list[dict] = []
     with PlaidSearcher(stage / "index") as searcher:
         for setting in args.settings.split(","):
             probe, full = (int(x) for x in setting.split(":"))
@@ -118,9 +161,27 @@ def main() -> None:
             raw_s = time.perf_counter() - t1
             run = {q: [(doc_ids[i], s) for i, s in h] for q, h in zip(qids, hits)}
             scores, _ = evaluate(run, ds.qrels, measures)
-            print(f"{probe:>5} {full:>5} {1000 * np.percentile(lat, 50):>7.0f} {1000 * np.percentile(lat, 95):>7.0f} "
+            p50 = 1000 * float(np.percentile(lat, 50))
+            rows.append({"setting": setting, "p50_ms": round(p50, 1), "nDCG@10": round(scores["nDCG@10"], 4),
+                         "overlap@10": round(overlap10(run), 3), "harness_over_raw": round(batch_s / raw_s, 3)})
+            print(f"{probe:>5} {full:>5} {p50:>7.0f} {1000 * np.percentile(lat, 95):>7.0f} "
                   f"{batch_s:>8.1f} {raw_s:>7.1f} {batch_s / raw_s:>6.2f} {overlap10(run):>6.3f} "
                   f"{scores['nDCG@10']:>8.4f} {scores['R@100']:>6.4f}", flush=True)
+    equal = [r for r in rows if abs(r["nDCG@10"] - ex_scores["nDCG@10"]) <= args.tolerance]
+    if equal:
+        best = min(equal, key=lambda r: r["p50_ms"])
+        why = f"the fastest within {args.tolerance} nDCG@10 of exact"
+    else:
+        best = max(rows, key=lambda r: r["nDCG@10"])
+        why = f"none is within {args.tolerance} nDCG@10 of exact: the most accurate"
+    verdict = "faster than" if best["p50_ms"] <= ex_p50 else "slower than"
+    print(f"chosen on {args.dataset}: {best['setting']} ({why}): p50 {best['p50_ms']:.0f} ms, {verdict} exact "
+          f"MaxSim's {ex_p50:.0f} ms")
+    # ratio: PLAID's p50 over exact MaxSim's at the chosen setting; <= 1 when PLAID pays for itself
+    report("plaid-settings", best["p50_ms"] / ex_p50, 1.0, higher_is_better=False, dataset=ds.id,
+           passages=len(docs), tokens=int(len(tokens)), exact_p50_ms=round(ex_p50, 1),
+           exact_nDCG_at_10=round(ex_scores["nDCG@10"], 4), chosen=best["setting"], equal_to_exact=bool(equal),
+           settings=rows)
 
 
 if __name__ == "__main__":

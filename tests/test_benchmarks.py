@@ -48,6 +48,28 @@ def test_a_benchmark_runs_on_a_tiny_slice_and_prints_a_ratio(script, tmp_path, d
         assert data["ratio"] > 0 and data["machine"]["cores"]
 
 
+@pytest.mark.slow
+def test_the_plaid_settings_benchmark_chooses_on_one_query_set_over_another_s_index(tmp_path, data_dir):
+    """A ColBERT run with a PLAID index on a slice, then the benchmark: settings searched with the dev queries
+    over the test corpus's index (the same corpus), one chosen, its p50 over exact MaxSim's as the ratio."""
+    env = {**os.environ, "HARNESS_BENCH_RESULTS": str(tmp_path), "HARNESS_PROGRESS": "0"}
+    runs, cut = tmp_path / "runs", ["--max-queries", "6", "--max-docs", "120"]
+    run = subprocess.run([sys.executable, "-m", "harness", "run", "scifact/colbert-untrained", "--runs-dir", str(runs),
+                          "--set", 'index.search="index"', "--set", "eval.max_queries=6", "--set", "eval.max_docs=120",
+                          "--set", 'eval.datasets=["beir/scifact/test"]', "--set", "eval.dev=false", "-q"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = subprocess.run([sys.executable, str(BENCH / "plaid_settings.py"), str(runs / "scifact-colbert-untrained"),
+                          "--dataset", "beir/scifact/train[dev]", "--index-of", "beir/scifact/test", *cut,
+                          "--settings", "2:64,1:16", "--latency-queries", "3"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "chosen on beir/scifact/train[dev]" in out.stdout and out.stdout.strip().splitlines()[-1].startswith("ratio=")
+    data = json.loads((tmp_path / "plaid-settings.json").read_text())
+    assert data["figures"]["chosen"] in ("2:64", "1:16") and len(data["figures"]["settings"]) == 2
+    assert data["figures"]["dataset"].startswith("beir/scifact/train[dev]") and data["ratio"] > 0
+
+
 def test_the_scale_report_turns_unit_costs_into_a_table(tmp_path):
     costs = {"device": "cuda", "backbone": "bert-base", "teacher_pairs_per_s": 2000.0, "peak_rss_bytes": 2**33}
     for family in ("dense", "splade", "colbert"):
