@@ -19,6 +19,9 @@ CASES = {
                  ["encoding-dense", "encoding-splade", "encoding-colbert"]),
     "search": (["--docs", "100", "--queries", "5", "--k", "20", "--max-len", "32", "--repeats", "1"],
                ["search-splade", "search-dense"]),
+    # PISA when pyterrier-pisa is installed (the bench extra), else Lucene vs exact: both end with a ratio
+    "sparse_engines": (["--docs", "100", "--queries", "5", "--ks", "10,20", "--max-len", "32", "--repeats", "1"],
+                       ["sparse-engines"]),
     "training_step": (["--steps", "1", "--batch", "2", "--doc-len", "32"],
                       ["training-step-dense", "training-step-splade", "training-step-colbert"]),
     "teacher_scoring": (["--pairs", "16", "--batch-size", "8", "--max-len", "32", "--repeats", "1"],
