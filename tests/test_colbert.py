@@ -189,17 +189,19 @@ def test_saved_folder_loads_in_sentence_transformers_multi_vector_encoder(studen
             assert a.shape == b.shape and np.allclose(a, b, atol=1e-5)
 
 
-def test_saved_folder_loads_in_pylate(student, saved):
+def test_saved_folder_loads_in_pylate(student, saved, fp32):
     import sentence_transformers
     import transformers
 
-    pylate = pytest.importorskip(
+    pytest.importorskip(
         "pylate", reason=f"PyLate is not installed: PyLate 1.6 pins sentence-transformers==5.3.0 and "
                          f"transformers<=5.3.0, this environment has sentence-transformers "
                          f"{sentence_transformers.__version__} and transformers {transformers.__version__} (the "
                          f"layout is checked file by file in test_saved_layout_is_pylates, and loaded by "
-                         f"sentence-transformers' MultiVectorEncoder where it exists)")
-    model = pylate.models.ColBERT(str(saved), device="cpu")
+                         f"sentence-transformers' MultiVectorEncoder where it exists; tox -e interop has PyLate)")
+    from pylate import models  # (a subpackage: `import pylate` alone does not bind it)
+
+    model = models.ColBERT(str(saved), device="cpu")
     for ours, theirs in [(student.infer_queries(QUERIES), model.encode(QUERIES, is_query=True)),
                          (student.infer_docs(DOCS), model.encode(DOCS, is_query=False))]:
         for a, b in zip(ours, theirs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -22,6 +23,8 @@ RESULTS = {
     "queries": {"beir/scifact/test": 300, "cranfield": 225},
     "training": {"loss": "margin-mse", "steps": 104, "examples": 831, "precision": "bf16", "train_seconds": 118.2,
                  "device": "cpu"},
+    "figures": {"beir/scifact/test": {"query_max_len": 32, "doc_max_len": 256},
+                "cranfield": {"query_max_len": 32, "doc_max_len": 256}},
 }
 MANIFEST = {
     "finished": "2026-12-01T17:00:00+0000",
@@ -42,9 +45,15 @@ def test_model_card_golden():
 
 
 def test_model_card_names_the_loader_of_each_family_and_a_self_teacher():
-    for family, needle in (("splade", "SparseEncoder("), ("dense", "SentenceTransformer("), ("colbert", "models.ColBERT(")):
+    for family, needle, lengths in (("splade", "SparseEncoder(", "model.max_seq_length = 256"),
+                                    ("dense", "SentenceTransformer(", "model.max_seq_length = 256"),
+                                    ("colbert", "models.ColBERT(", "query_length=32, document_length=256)")):
         m = {**MANIFEST, "config": {**MANIFEST["config"], "student": {**MANIFEST["config"]["student"], "family": family}}}
-        assert needle in model_card(RESULTS, m)
+        card = model_card(RESULTS, m)
+        assert needle in card and lengths in card  # read texts as the run served them, not at training's 128
+        assert "served at queries 32 / passages 256" in card
+        unknown = model_card({k: v for k, v in RESULTS.items() if k != "figures"}, m)
+        assert needle in unknown and lengths not in unknown and "the backbone's maximum when serving" in unknown
     m = {**MANIFEST, "config": {**MANIFEST["config"], "distill": {"variant": "self", "self": {"teacher": "scifact/colbert-static"}}}}
     card = model_card(RESULTS, m)
     assert "the trained student of `scifact/colbert-static`" in card and "cross-encoder `" not in card
@@ -84,6 +93,9 @@ def test_export_round_trips_runs_metrics_rows_and_the_model(tmp_path, data_dir):
     card = (dest / "model" / "README.md").read_text()
     assert "SentenceTransformer(" in card and f"{payload['results'][ds]['nDCG@10']:.4f}" in card
     assert (dest / "model" / "modules.json").is_file()
+    # the run trained at 128 passage tokens and served at 256: the exported folder reads 256
+    assert payload["figures"][ds]["doc_max_len"] == 256
+    assert json.loads((dest / "model" / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
     assert load_student(dest / "model").family == "dense"  # the exported folder loads as it was saved
     try:  # the tools users read runs with, when installed beside the harness
         import ranx  # noqa: F401

