@@ -59,7 +59,6 @@ def test_model_card_names_the_loader_of_each_family_and_a_self_teacher():
     assert "the trained student of `scifact/colbert-static`" in card and "cross-encoder `" not in card
 
 
-@pytest.mark.e2e
 def _run_and_export(recipe: str, runs: Path, dest: Path, queries: int, docs: int, env: "dict | None" = None) -> dict:
     """Run ``recipe`` on a SciFact test slice, export the run to ``dest``; returns the run's payload."""
     out = run_cli("run", recipe, "--runs-dir", str(runs), "--json", "--set", f"eval.max_queries={queries}",
@@ -72,6 +71,7 @@ def _run_and_export(recipe: str, runs: Path, dest: Path, queries: int, docs: int
     return payload
 
 
+@pytest.mark.e2e
 def test_export_round_trips_runs_metrics_rows_and_the_model(tmp_path, data_dir):
     from harness.evaluate import read_trec
     from harness.students import load_student
@@ -106,6 +106,7 @@ def test_export_round_trips_runs_metrics_rows_and_the_model(tmp_path, data_dir):
     assert len(Run.from_file(str(trec), kind="trec").run) == 20
 
 
+@pytest.mark.e2e
 def test_an_exported_splade_index_is_served_by_plain_pyserini(tmp_path, data_dir):
     """The Lucene impact index holds the passages' own ids, so Pyserini's own searcher with the exported model
     as its query encoder (the command in the model card) returns the harness's ranking, without the harness."""
