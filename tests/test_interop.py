@@ -126,6 +126,16 @@ def card_model(student: SimpleNamespace):
     return namespace["model"]
 
 
+def card_st_model(student: SimpleNamespace, cls):
+    """The card's sentence-transformers ``model`` (an instance of ``cls``), on the CPU; the exported folder
+    loaded with no arguments reads passages at the length the run served them."""
+    model = card_model(student)
+    assert isinstance(model, cls)
+    model.to("cpu")
+    assert cls(str(student.model), device="cpu").max_seq_length == student.doc_len
+    return model
+
+
 def compare_scores(student: SimpleNamespace, texts, scores: np.ndarray, tol: float, relative: bool = False) -> dict:
     """The anchor's (queries × passages) ``scores`` against the run file's, pair by pair; and its ranking against
     the run's: walking down the anchor's order, no passage may score more in the run than one ranked above it,
@@ -252,10 +262,7 @@ def test_splade_in_sparse_encoder(trained, texts, harness_side):
         pytest.skip(f"sentence-transformers {sentence_transformers.__version__} has no SparseEncoder (5.0 added it)")
     student = trained("splade")
     hq, hd, harness_model = harness_side(student)
-    model = card_model(student)
-    assert isinstance(model, sentence_transformers.SparseEncoder)
-    model.to("cpu")
-    assert sentence_transformers.SparseEncoder(str(student.model), device="cpu").max_seq_length == student.doc_len
+    model = card_st_model(student, sentence_transformers.SparseEncoder)
     vocab = harness_model.vocab
     figures: dict = {}
     sparse = {}
@@ -285,10 +292,7 @@ def test_dense_in_sentence_transformer(trained, texts, harness_side):
 
     student = trained("dense")
     hq, hd, _ = harness_side(student)
-    model = card_model(student)
-    assert isinstance(model, sentence_transformers.SentenceTransformer)
-    model.to("cpu")
-    assert sentence_transformers.SentenceTransformer(str(student.model), device="cpu").max_seq_length == student.doc_len
+    model = card_st_model(student, sentence_transformers.SentenceTransformer)
     qe, de = model.encode(texts.queries), model.encode(texts.docs)
     cos = []
     for ours, theirs in ((hq, qe), (hd, de)):

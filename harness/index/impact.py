@@ -34,17 +34,6 @@ def quantize(weights: dict[str, float], scale: int) -> dict[str, int]:
     return out
 
 
-def build_impact_index(doc_ids: Sequence[str], reps: Sequence[dict[str, float]], index_dir: Path, scale: int,
-                       threads: "int | None" = None) -> dict:
-    work = index_dir.parent / (index_dir.name + ".collection")
-    t0 = time.perf_counter()
-    with ImpactCollection(work, scale) as collection:
-        collection.add(doc_ids, reps)
-    info = index_collection(work, index_dir, threads)
-    info["index_seconds"] = round(time.perf_counter() - t0, 2)
-    return info
-
-
 class ImpactCollection:
     """Pyserini's ``JsonVectorCollection`` (one JSON line per passage, quantised weights), written as the
     passages come."""
