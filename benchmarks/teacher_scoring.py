@@ -3,7 +3,8 @@
     python benchmarks/teacher_scoring.py [--model minilm] [--pairs 2048] [--batch-size 64] [--max-len 256]
 
 The pairs are real (SciFact train queries × BM25 top-30 passages, from $HARNESS_DATA_DIR). "raw" is the
-plain loop a user would write: tokenize a batch in input order, forward under inference_mode. The harness
+plain loop a user would write: tokenize a batch in input order, forward under inference_mode (and the same
+bf16 autocast as the harness where the machine has it: same precision). The harness
 adds length-sorted batching and bookkeeping. Prints pairs/s for both, their ratio (goal ≥ 0.9), and the
 largest score difference between the two (they must agree).
 """
@@ -35,6 +36,7 @@ def main() -> None:
     import torch
 
     from harness.data import open_dataset
+    from harness.encoding import autocast, precision
     from harness.index.lucene import bm25_search, build_bm25_index
     from harness.models import resolve_model
     from harness.teachers.cross_encoder import CrossEncoderScorer, load_cross_encoder
@@ -54,7 +56,7 @@ def main() -> None:
 
     def raw() -> np.ndarray:
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device):  # the harness's precision (bf16 where the CPU has it)
             for s in range(0, len(pairs), args.batch_size):
                 enc = tokenizer(queries[s:s + args.batch_size], passages[s:s + args.batch_size], padding=True,
                                 truncation="only_second", max_length=args.max_len, return_tensors="pt").to(device)
@@ -75,11 +77,11 @@ def main() -> None:
     rate = {k: len(pairs) / v for k, v in best.items()}
     diff = float(np.max(np.abs(results["raw"] - results["harness"])))
     print(f"device {device}, threads {torch.get_num_threads()}, {len(pairs)} pairs, batch {args.batch_size}, "
-          f"max_len {args.max_len}, model {args.model}")
+          f"max_len {args.max_len}, model {args.model}, precision {precision(device)}")
     print(f"raw forward      {rate['raw']:8.1f} pairs/s")
     print(f"harness scorer   {rate['harness']:8.1f} pairs/s")
     report("teacher-scoring", rate["harness"] / rate["raw"], 0.9, pairs=len(pairs), batch_size=args.batch_size,
-           max_len=args.max_len, raw_pairs_per_s=round(rate["raw"], 1), harness_pairs_per_s=round(rate["harness"], 1),
+           max_len=args.max_len, precision=precision(device), raw_pairs_per_s=round(rate["raw"], 1), harness_pairs_per_s=round(rate["harness"], 1),
            max_score_diff=float(f"{diff:.2e}"))
 
 

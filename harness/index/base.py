@@ -141,7 +141,8 @@ def top_k(scores: np.ndarray, k: int, keep=None) -> Hits:
     for row in scores:
         top = np.argpartition(-row, kk - 1)[:kk]
         top = top[np.lexsort((top, -row[top]))]
-        out.append([(int(i), float(row[i])) for i in top if keep is None or keep(row[i])])
+        vals = row[top]
+        out.append([(i, v) for i, v, raw in zip(top.tolist(), vals.tolist(), vals) if keep is None or keep(raw)])
     return out
 
 

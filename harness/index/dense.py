@@ -58,7 +58,8 @@ def dense_search(index_dir: Path, queries: np.ndarray, k: int, cfg) -> list[list
     if cfg.kind == "hnsw":
         index.hnsw.efSearch = max(cfg.ef_search, k)
     scores, ids = index.search(np.ascontiguousarray(queries.astype(np.float32)), min(k, index.ntotal))
-    return [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
+    # tolist() first: converting numpy scalars one by one was half of a batched search's time (k = 1000)
+    return [[(i, s) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids.tolist(), scores.tolist())]
 
 
 def save_vectors(vectors: np.ndarray, index_dir: Path) -> dict:
