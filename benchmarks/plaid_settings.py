@@ -9,7 +9,7 @@ token vectors the exact search reads). Nothing is rebuilt; the index is opened o
 
 Choose on the dev split, report on test once: ``--dataset 'beir/scifact/train[dev]' --index-of
 beir/scifact/test`` searches the dev queries over the same corpus's index and picks the fastest setting whose
-nDCG@10 is within ``--tolerance`` (0.002) of exact MaxSim's; then run ``--dataset beir/scifact/test
+nDCG@10 and R@100 are no more than ``--tolerance`` (0.002) below exact MaxSim's; then run ``--dataset beir/scifact/test
 --settings <chosen>``. The ratio reported is the chosen setting's p50 over exact MaxSim's p50, one query
 at a time (≤ 1: PLAID pays for itself).
 
@@ -18,9 +18,14 @@ after a warm-up), the time to search all queries in one batched call, overlap@10
 nDCG@10 / R@100 (ir_measures). "raw" repeats the batched search as a direct ``fast_plaid`` call, so the
 ratio harness / raw shows what the harness's wrapper costs (goal ≈ 1.0).
 
-Measured on 2 CPU cores (SciFact test, 300 queries, 5,183 passages, 592k tokens, scifact-colbert-static):
-8:4096 p50 241–403 ms, overlap@10 0.939, nDCG@10 0.6381; 8:1024 p50 61–115 ms, 0.933, 0.6382; 4:256
-p50 27–45 ms, 0.902, 0.6345; exact MaxSim 107 ms a query batched, nDCG@10 0.6406; ratio harness/raw 0.99–1.03.
+``--nbits N`` rebuilds the index from the stage's stored token vectors at another residual width (in a
+temporary folder) before searching: what the compression, rather than the search depth, costs.
+
+Measured on 2 CPU cores (SciFact train[dev], 81 queries over the test corpus: 5,183 passages, 1.1M tokens at
+256; scifact-colbert-static's student; exact MaxSim nDCG@10 0.7610, R@100 0.9136, p50 312–349 ms a query):
+at 4 bits every setting from 8:4096 (441 ms) to 2:256 (42 ms) gives 0.7558 — 0.005 under exact; at 8 bits
+(144 bytes a token, build 415 s) 8:1024 0.7610 at 117 ms, 2:256 0.7650 (R@100 0.9568) at 40 ms, 2:128
+0.7615 (R@100 0.8951) at 33 ms. Ratio harness / raw 0.92–1.05.
 """
 
 from __future__ import annotations
@@ -73,12 +78,16 @@ def main() -> None:
     ap.add_argument("--index-of", default=None,
                     help="the dataset whose retrieve stage in RUN_DIR names the index (default: --dataset)")
     ap.add_argument("--tolerance", type=float, default=0.002,
-                    help="a setting is 'equal' to exact MaxSim when its nDCG@10 is within this of exact's")
-    ap.add_argument("--settings", default="8:4096,8:1024,4:1024,4:512,2:256",
+                    help="a setting is as good as exact MaxSim when neither its nDCG@10 nor its R@100 is more "
+                         "than this below exact's")
+    ap.add_argument("--settings", default="8:1024,4:512,2:256,2:128",
                     help="comma-separated n_ivf_probe:n_full_scores pairs")
     ap.add_argument("--max-queries", type=int, default=0, help="a slice, as the run's eval.max_queries")
     ap.add_argument("--max-docs", type=int, default=0, help="the run's eval.max_docs, when its index is of a slice")
     ap.add_argument("--latency-queries", type=int, default=30)
+    ap.add_argument("--nbits", type=int, default=0, choices=[0, 1, 2, 4, 8],
+                    help="rebuild the PLAID index at this many bits per residual dimension from the stage's stored "
+                         "token vectors (in a temporary folder; the run's index is not touched); 0 = the run's index")
     ap.add_argument("--processes", type=int, default=None,
                     help="fast-plaid n_processes for the raw call (default: the library's own choice, as the harness)")
     args = ap.parse_args()
@@ -89,7 +98,9 @@ def main() -> None:
 
     from harness.data import open_dataset
     from harness.evaluate.measures import evaluate
-    from harness.index.plaid import PlaidSearcher, exact_maxsim_search
+    import tempfile
+
+    from harness.index.plaid import PlaidSearcher, build_plaid, exact_maxsim_search
     from harness.students import load_student
 
     manifest_path = args.run_dir / "manifest.json"
@@ -142,7 +153,14 @@ def main() -> None:
           f"{'ovl@10':>6} {'nDCG@10':>8} {'R@100':>6}")
     raw_q = [torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in q_reps]
     rows: list[dict] = []
-    with PlaidSearcher(stage / "index") as searcher:
+    index_dir, built, scratch = stage / "index", {}, tempfile.TemporaryDirectory(prefix="plaid-nbits-")
+    if args.nbits:  # the same token vectors, the same k-means settings as the run's, another residual width
+        plaid_cfg = manifest["config"]["index"]["plaid"]
+        index_dir = Path(scratch.name) / "index"
+        built = build_plaid(docs, index_dir, nbits=args.nbits, kmeans_niters=plaid_cfg["kmeans_niters"])
+        print(f"rebuilt at nbits={args.nbits}: {built['seconds']:.0f} s, {built['bytes'] / 2**20:.0f} MB "
+              f"({built['bytes_per_token']:.1f} bytes a token)")
+    with scratch, PlaidSearcher(index_dir) as searcher:
         for setting in args.settings.split(","):
             probe, full = (int(x) for x in setting.split(":"))
             knobs = {"n_ivf_probe": probe, "n_full_scores": full}
@@ -163,18 +181,21 @@ def main() -> None:
             scores, _ = evaluate(run, ds.qrels, measures)
             p50 = 1000 * float(np.percentile(lat, 50))
             rows.append({"setting": setting, "p50_ms": round(p50, 1), "nDCG@10": round(scores["nDCG@10"], 4),
+                         "R@100": round(scores["R@100"], 4),
                          "overlap@10": round(overlap10(run), 3), "harness_over_raw": round(batch_s / raw_s, 3)})
             print(f"{probe:>5} {full:>5} {p50:>7.0f} {1000 * np.percentile(lat, 95):>7.0f} "
                   f"{batch_s:>8.1f} {raw_s:>7.1f} {batch_s / raw_s:>6.2f} {overlap10(run):>6.3f} "
                   f"{scores['nDCG@10']:>8.4f} {scores['R@100']:>6.4f}", flush=True)
-    equal = [r for r in rows if abs(r["nDCG@10"] - ex_scores["nDCG@10"]) <= args.tolerance]
+    # "as good as exact": no more than the tolerance below it on nDCG@10 nor on R@100 (a setting above exact by
+    # chance loses nothing; one that keeps the top 10 but drops relevant passages further down is not equal)
+    equal = [r for r in rows if all(r[m] >= ex_scores[m] - args.tolerance for m in measures)]
     if equal:
         best = min(equal, key=lambda r: r["p50_ms"])
-        why = f"the fastest within {args.tolerance} nDCG@10 of exact"
+        why = f"the fastest no more than {args.tolerance} below exact on nDCG@10 and R@100"
     else:
         top = max(r["nDCG@10"] for r in rows)
         best = min((r for r in rows if r["nDCG@10"] == top), key=lambda r: r["p50_ms"])
-        why = f"none is within {args.tolerance} nDCG@10 of exact: the fastest of the most accurate"
+        why = f"none is within {args.tolerance} of exact on both: the fastest of the most accurate (nDCG@10)"
     verdict = "faster than" if best["p50_ms"] <= ex_p50 else "slower than"
     print(f"chosen on {args.dataset}: {best['setting']} ({why}): p50 {best['p50_ms']:.0f} ms, {verdict} exact "
           f"MaxSim's {ex_p50:.0f} ms")
@@ -182,7 +203,8 @@ def main() -> None:
     report("plaid-settings", best["p50_ms"] / ex_p50, 1.0, higher_is_better=False, dataset=ds.id,
            passages=len(docs), tokens=int(len(tokens)), exact_p50_ms=round(ex_p50, 1),
            exact_nDCG_at_10=round(ex_scores["nDCG@10"], 4), chosen=best["setting"], equal_to_exact=bool(equal),
-           settings=rows)
+           nbits=args.nbits or manifest["config"]["index"]["plaid"]["nbits"],
+           index_bytes_per_token=round(built["bytes_per_token"], 2) if built else None, settings=rows)
 
 
 if __name__ == "__main__":
