@@ -463,6 +463,10 @@ def main(argv: "list[str] | None" = None) -> int:
     from harness.errors import HarnessError
 
     try:
+        if args.command in ("run", "quickstart", "suite", "answer-key"):
+            from harness.encoding import check_environment
+
+            check_environment()
         if args.command == "run":
             if getattr(args, "nproc", 0):
                 return _launch(args.nproc, list(sys.argv[1:] if argv is None else argv))

@@ -72,3 +72,78 @@ def test_a_chunk_as_large_as_the_corpus_encodes_as_one_pass(corpus, tmp_path):
     index_corpus("dense", student, iter(docs), tmp_path, recipe.index, 64, False)
     one_pass = np.stack(student.infer_docs([t for _, t in docs], 64)).astype(np.float32)
     assert np.array_equal(np.load(tmp_path / "index" / "vectors.npy"), one_pass)
+
+
+def test_the_compile_policy_follows_the_corpus_size_and_the_environment(monkeypatch):
+    import torch
+
+    from harness.encoding import COMPILE_MIN_PASSAGES, compile_corpus_encoder
+    from harness.errors import UserInputError
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("HARNESS_COMPILE", raising=False)
+    assert compile_corpus_encoder(COMPILE_MIN_PASSAGES, cpu)
+    assert not compile_corpus_encoder(COMPILE_MIN_PASSAGES - 1, cpu)  # SciFact's 5,183: compiling costs more
+    assert not compile_corpus_encoder(10 * COMPILE_MIN_PASSAGES, cuda)  # measured on the CPU only
+    assert not compile_corpus_encoder(COMPILE_MIN_PASSAGES, cpu, family_gains=False)  # ColBERT: not at equal quality
+    monkeypatch.setenv("HARNESS_COMPILE", "on")
+    assert compile_corpus_encoder(1, cpu)
+    monkeypatch.setenv("HARNESS_COMPILE", "off")
+    assert not compile_corpus_encoder(10 * COMPILE_MIN_PASSAGES, cpu)
+    monkeypatch.setenv("HARNESS_COMPILE", "yes")
+    with pytest.raises(UserInputError, match="HARNESS_COMPILE"):
+        compile_corpus_encoder(1, cpu)
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_warning(corpus, tmp_path, monkeypatch, caplog):
+    """No C++ compiler for inductor, an unsupported op: the corpus is encoded as without compilation."""
+    import contextlib
+
+    import numpy as np
+
+    docs, _ = corpus
+    recipe = load_recipe("scifact/dense-untrained").recipe
+    student = build_student("dense", resolve_model("minilm"), student_settings(recipe))
+
+    @contextlib.contextmanager
+    def broken():
+        raise RuntimeError("inductor: no working C++ compiler")
+        yield
+
+    monkeypatch.setenv("HARNESS_COMPILE", "on")
+    monkeypatch.setattr(student, "compiled_encoder", broken)
+    with caplog.at_level("WARNING", logger="harness"):
+        info = index_corpus("dense", student, iter(docs), tmp_path, recipe.index, 64, False)
+    assert info["compiled"] is False and info["documents"] == len(docs)
+    assert [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    one_pass = np.stack(student.infer_docs([t for _, t in docs], 64)).astype(np.float32)
+    assert np.array_equal(np.load(tmp_path / "index" / "vectors.npy"), one_pass)
+
+
+@pytest.mark.slow
+def test_a_compiled_encoder_gives_the_eager_vectors_and_is_plain_again_after(corpus, tmp_path, monkeypatch):
+    import numpy as np
+
+    docs, _ = corpus
+    recipe = load_recipe("scifact/dense-untrained").recipe
+    student = build_student("dense", resolve_model("minilm"), student_settings(recipe))
+    eager = np.stack(student.infer_docs([t for _, t in docs], 64)).astype(np.float32)
+    monkeypatch.setenv("HARNESS_COMPILE", "on")
+    info = index_corpus("dense", student, iter(docs), tmp_path, recipe.index, 64, False)
+    assert info["compiled"] is True
+    compiled = np.load(tmp_path / "index" / "vectors.npy")
+    cos = (compiled * eager).sum(1) / np.linalg.norm(compiled, axis=1) / np.linalg.norm(eager, axis=1)
+    assert cos.min() > 0.999  # bf16 kernels fused differently: not bit-equal, the same vectors
+    assert type(student.backbone).__name__ != "OptimizedModule"  # restored: saving writes the plain weights
+    assert not any(k.startswith("_orig_mod") for k in student.state_dict())
+
+
+@pytest.mark.parametrize("name", ["HARNESS_COMPILE", "HARNESS_PRECISION"])
+def test_a_mistyped_environment_setting_stops_a_run_before_any_work(name, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv(name, "fast")
+    assert main(["run", "baselines/bm25-scifact", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {name}: expected {'auto, on, off' if name == 'HARNESS_COMPILE' else 'auto, fp32, bf16'}, "
+                   "got 'fast'"]

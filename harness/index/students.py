@@ -10,6 +10,7 @@ or terms per passage, passages encoded per second, latency.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from harness.encoding import compile_corpus_encoder
 from harness.evaluate import Run
+
+log = logging.getLogger("harness")
 
 
 CHUNK = int(os.environ.get("HARNESS_ENCODE_CHUNK", "50000"))  # passages encoded and written at a time
@@ -36,11 +40,21 @@ def index_corpus(family: str, student, docs: "Iterable[tuple[str, str]]", out: P
     chunk = chunk or CHUNK
     main = distributed.is_main()
     writer = INDEXES[family].writer(out, cfg, approximate) if main else None
-    n, encode_seconds = 0, 0.0
-    with open(out / "doc_ids.txt", "w", encoding="utf-8") if main else contextlib.nullcontext() as ids:
+    n, encode_seconds, compiled = 0, 0.0, None
+    with open(out / "doc_ids.txt", "w", encoding="utf-8") if main else contextlib.nullcontext() as ids, \
+            contextlib.ExitStack() as stack:
         for part in _parts(docs, chunk):
+            texts = [text for _, text in part]
             t0 = time.perf_counter()
-            reps = student.infer_docs([text for _, text in part], doc_max_len)
+            if compiled is None:  # decided on the first chunk: a full one means a corpus at least that large
+                compiled = compile_corpus_encoder(len(part), student.device,
+                                                  getattr(student, "compile_for_corpus", False))
+                if compiled:
+                    reps, compiled = _first_compiled(student, texts, doc_max_len, stack)
+                else:
+                    reps = student.infer_docs(texts, doc_max_len)
+            else:
+                reps = student.infer_docs(texts, doc_max_len)
             encode_seconds += time.perf_counter() - t0
             if main:
                 ids.write("".join(f"{doc_id}\n" for doc_id, _ in part))
@@ -52,10 +66,27 @@ def index_corpus(family: str, student, docs: "Iterable[tuple[str, str]]", out: P
         return {}  # rank 0 writes the index
     info: dict[str, Any] = {"documents": n, "doc_max_len": doc_max_len or student.doc_max_len,
                             "encode_seconds": round(encode_seconds, 2),
-                            "docs_per_second": round(n / max(encode_seconds, 1e-9), 1),
+                            "docs_per_second": round(n / max(encode_seconds, 1e-9), 1), "compiled": bool(compiled),
                             "search": "index" if approximate else "exact"}
     info.update(writer.finish())
     return info
+
+
+def _first_compiled(student, texts: list, doc_max_len, stack: contextlib.ExitStack) -> "tuple[list, bool]":
+    """The first chunk encoded with the transformer compiled (kept compiled in ``stack`` for the rest); where
+    compilation fails on this machine (no C++ compiler for inductor, an unsupported op), one warning and the
+    chunk is encoded eagerly, as is the rest."""
+    inner = contextlib.ExitStack()
+    try:
+        inner.enter_context(student.compiled_encoder())
+        reps = student.infer_docs(texts, doc_max_len)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure: eager is always right
+        inner.close()
+        log.warning("encode: torch.compile failed (%s: %s); encoding without it (HARNESS_COMPILE=off skips the "
+                    "attempt)", type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
+        return student.infer_docs(texts, doc_max_len), False
+    stack.push(inner.pop_all())
+    return reps, True
 
 
 def _parts(items: "Iterable[Any]", size: int) -> "Iterator[list[Any]]":

@@ -45,6 +45,7 @@ log = logging.getLogger("harness")
 
 class Splade(Student):
     family = "splade"
+    compile_for_corpus = True  # 1.15x the passages/s, nDCG@10 -0.0013 (SciFact dev, 1,000 passages, 2 cores)
 
     def __init__(self, mlm, tokenizer, settings: dict):
         super().__init__(tokenizer, settings)
