@@ -24,6 +24,9 @@ CASES = {
                        ["sparse-engines"]),
     "training_step": (["--steps", "1", "--batch", "2", "--doc-len", "32"],
                       ["training-step-dense", "training-step-splade", "training-step-colbert"]),
+    # sentence-transformers' trainer needs the bench extra (datasets, accelerate): without it the test skips
+    "peer_training": (["--steps", "1", "--batch", "2", "--doc-len", "32", "--repeats", "1"],
+                      ["peer-training-dense", "peer-training-splade"]),
     "teacher_scoring": (["--pairs", "16", "--batch-size", "8", "--max-len", "32", "--repeats", "1"],
                         ["teacher-scoring"]),
     "scaling": (["--sizes", "40,80", "--max-len", "32", "--queries", "3"], ["scaling"]),
@@ -43,6 +46,9 @@ FAST = {"evaluation"}  # the others load models: ~25-60 s each even on a tiny sl
 @pytest.mark.parametrize("script", [pytest.param(s, marks=() if s in FAST else pytest.mark.slow) for s in sorted(CASES)])
 def test_a_benchmark_runs_on_a_tiny_slice_and_prints_a_ratio(script, tmp_path, data_dir):
     args, names = CASES[script]
+    if script == "peer_training":
+        pytest.importorskip("datasets")
+        pytest.importorskip("accelerate")
     env = {**os.environ, "HARNESS_BENCH_RESULTS": str(tmp_path), "HARNESS_PROGRESS": "0"}
     out = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), *args], capture_output=True, text=True,
                          env=env, timeout=900)
