@@ -59,3 +59,40 @@ def report(name: str, ratio: float, floor: float, higher_is_better: bool = True,
         print(f"{k}: {v}")
     print(f"{name}: {'meets' if ok else 'BELOW'} its floor ({'>=' if higher_is_better else '<='} {floor})")
     print(f"ratio={ratio:.4f}")
+
+
+class PeakRSS:
+    """The peak resident memory of this process within a ``with`` block (``.bytes``), sampled from
+    ``/proc/self/statm`` every ``every`` seconds by a thread (``ru_maxrss`` only ever grows, so it cannot
+    tell one stage's peak from an earlier one's). Where /proc is missing, ``ru_maxrss`` at the block's end."""
+
+    def __init__(self, every: float = 0.05):
+        self.every, self.bytes = every, 0
+
+    @staticmethod
+    def now() -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self.bytes = max(self.bytes, self.now())
+
+    def __enter__(self) -> "PeakRSS":
+        import threading
+
+        self.bytes = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bytes = max(self.bytes, self.now())

@@ -6,10 +6,12 @@
 The students are the MS MARCO recipes' (``recipes/msmarco/_{dense,splade,colbert}.toml``: their lengths,
 batch of 32 queries × 8 passages, losses, index settings) on a backbone with bert-base-uncased's shape —
 12 layers, 768 wide, its WordPiece vocabulary (the one all-MiniLM-L6-v2 ships) — and random weights: the
-same arithmetic as the real checkpoint, which this machine cannot download (costs do not depend on the
-weights). The teacher is a MiniLM-L6 cross-encoder at 256 tokens, the shape of
+same arithmetic as the real checkpoint, which this machine cannot download (compute costs do not depend on
+the weights; a sparse index's do — random weights activate most of the vocabulary — so ``--splade-student``
+takes a trained SPLADE student whose sparsity the impact index's figures are measured with). On the CPU
+pass ``--batch 8``: 32 queries × 8 passages of bert-base does not fit in 24 GiB for the backward pass. The teacher is a MiniLM-L6 cross-encoder at 256 tokens, the shape of
 cross-encoder/ms-marco-MiniLM-L-6-v2. Passages are the MS MARCO sample's (real lengths), repeated.
-Figures: answer-key pairs/s; training steps/s and peak accelerator memory per family; passages/s
+Figures: answer-key pairs/s; training steps/s, peak accelerator memory and peak RAM per family; passages/s
 encoded; PLAID bytes per token and build seconds per million tokens; Lucene impact and FAISS HNSW bytes
 per 1k passages; query latency p50; peak RSS.
 """
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from _common import report
+from _common import PeakRSS, report
 
 
 def backbone(kind: str, folder: Path) -> Path:
@@ -51,6 +53,11 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=146, help="distinct sample passages")
     ap.add_argument("--repeat", type=int, default=20, help="the passages repeated this often for the indexes")
     ap.add_argument("--pairs", type=int, default=1024)
+    ap.add_argument("--splade-student", type=Path, default=None,
+                    help="a trained SPLADE student folder (e.g. RUNS/_shared/student-splade-*/model): the impact "
+                         "index's figures (terms a passage, size, build time, latency) are measured with its "
+                         "sparsity; random weights activate most of the vocabulary (~23,000 terms a passage), "
+                         "which says nothing about a trained model's index")
     args = ap.parse_args()
     os.environ.setdefault("HARNESS_PROGRESS", "0")
 
@@ -79,8 +86,10 @@ def main() -> None:
     pairs = [(rng.choice(queries), rng.choice(texts)) for _ in range(args.pairs)]
     scorer.score_texts([q for q, _ in pairs[:64]], [p for _, p in pairs[:64]])
     t0 = time.perf_counter()
-    scorer.score_texts([q for q, _ in pairs], [p for _, p in pairs])
+    with PeakRSS() as ram:
+        scorer.score_texts([q for q, _ in pairs], [p for _, p in pairs])
     figures["teacher_pairs_per_s"] = round(len(pairs) / (time.perf_counter() - t0), 1)
+    figures["teacher_ram_bytes"] = ram.bytes
     del model, scorer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,17 +109,33 @@ def main() -> None:
             objective = Objective(family, distill).to(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            with tempfile.TemporaryDirectory() as work:
+            with tempfile.TemporaryDirectory() as work, PeakRSS() as train_ram:
                 info = train_student(student, examples, qtext, lambda d: texts[int(d[1:]) % len(texts)],
                                      MarginTargets(1.0), objective, train, 0, Path(work), Path(work) / "s")
             f = {"train_steps_per_s": round(args.steps / info["train_seconds"], 4) if info["train_seconds"] else None,
-                 "batch_queries": batch, "group": group, "doc_max_len": recipe.student.doc_max_len}
+                 "batch_queries": batch, "group": group, "doc_max_len": recipe.student.doc_max_len,
+                 "train_ram_bytes": train_ram.bytes}
             if device.type == "cuda":
                 f["train_peak_gpu_bytes"] = int(torch.cuda.max_memory_allocated())
+            indexer = student
+            if family == "splade" and args.splade_student is not None:
+                from harness.students import load_student
+
+                sample = texts[: min(len(texts), 512)]  # the encoding rate is the bert-base student's
+                student.infer_docs(sample[:32], recipe.student.doc_max_len)
+                t0 = time.perf_counter()
+                student.infer_docs(sample, recipe.student.doc_max_len)
+                f["encode_docs_per_s"] = round(len(sample) / (time.perf_counter() - t0), 1)
+                indexer = load_student(args.splade_student).to(device)
+                f["index_sparsity_from"] = str(args.splade_student)
+            elif family == "splade":
+                f["index_sparsity_from"] = "random weights (not representative of a trained model)"
             with tempfile.TemporaryDirectory() as work:
                 t0 = time.perf_counter()
-                built = index_corpus(family, student, iter(corpus), Path(work), recipe.index, None, True)
-                f["encode_docs_per_s"] = built["docs_per_second"]
+                with PeakRSS() as index_ram:
+                    built = index_corpus(family, indexer, iter(corpus), Path(work), recipe.index, None, True)
+                f["index_ram_bytes"] = index_ram.bytes  # encoding + build, streamed: the peak at this corpus size
+                f.setdefault("encode_docs_per_s", built["docs_per_second"])
                 f["indexed_passages"] = len(corpus)
                 f["index_build_seconds"] = round(time.perf_counter() - t0 - built["encode_seconds"], 2)
                 size = sum(p.stat().st_size for p in Path(work).rglob("*") if p.is_file())
@@ -126,11 +151,11 @@ def main() -> None:
                 if family == "dense":
                     f["faiss_bytes_per_1k_passages"] = round(built["index_bytes"] / len(corpus) * 1000)
                 qs = {f"q{i}": q for i, q in enumerate(queries[:20])}
-                _, _, found = search_corpus(family, student, Path(work), qs, 100, recipe.index, False, None, True)
+                _, _, found = search_corpus(family, indexer, Path(work), qs, 100, recipe.index, False, None, True)
                 f["latency_ms_p50"] = found.get("latency_ms_p50")
             figures[family] = f
             print(family, f, flush=True)
-            del student, objective
+            del student, objective, indexer
     figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     report(f"unit-costs-{device.type}", figures["teacher_pairs_per_s"], 0.0, **figures)

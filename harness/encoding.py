@@ -69,8 +69,8 @@ COMPILE_MIN_PASSAGES = 20_000
 
 
 def compile_corpus_encoder(passages: int, device, family_gains: bool = True) -> bool:
-    """Whether to ``torch.compile`` the student's transformer to encode ``passages`` passages (the first chunk
-    of a corpus: a full chunk means a corpus at least that large). ``HARNESS_COMPILE``: ``auto`` compiles on the
+    """Whether to ``torch.compile`` the student's transformer to encode a corpus of at least ``passages``
+    passages (what the index stage read ahead: ``COMPILE_MIN_PASSAGES`` or the whole corpus). ``HARNESS_COMPILE``: ``auto`` compiles on the
     CPU from ``COMPILE_MIN_PASSAGES`` on, for the families where it was measured to pay at the same quality
     (``family_gains``: the student's ``compile_for_corpus``); ``on`` always, ``off`` never. Like precision, a
     property of the machine: recorded in the stage's figures, not in its hash."""

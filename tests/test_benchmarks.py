@@ -89,19 +89,41 @@ def test_the_scale_report_turns_unit_costs_into_a_table(tmp_path):
         costs[family] = {"train_steps_per_s": 2.0, "batch_queries": 32, "encode_docs_per_s": 1000.0,
                          "index_build_seconds": 10.0, "indexed_passages": 2920, "stage_bytes_per_1k_passages": 3_000_000,
                          "tokens_per_passage": 70.0, "plaid_bytes_per_token": 40.0,
-                         "plaid_build_seconds_per_1m_tokens": 60.0, "train_peak_gpu_bytes": 20 * 2**30}
+                         "plaid_build_seconds_per_1m_tokens": 60.0, "train_peak_gpu_bytes": 20 * 2**30,
+                         "train_ram_bytes": 3 * 2**30, "index_ram_bytes": 2**30}
+    costs["splade"]["batch_queries"] = 8  # measured at a smaller batch than the recipe's 32 (a CPU's memory)
     src = tmp_path / "unit-costs-cuda.json"
     src.write_text(json.dumps({"figures": costs}))
+    # scaling.py's rows: dense's peak RSS grows 1 KiB a passage
+    scaling = tmp_path / "rows.jsonl"
+    scaling.write_text("\n".join(json.dumps({"family": "dense", "passages": n, "peak_rss_bytes": 2**30 + 1024 * n})
+                                 for n in (5000, 20000, 50000)) + "\n")
     out = tmp_path / "scale.md"
-    done = subprocess.run([sys.executable, str(BENCH / "scale_report.py"), str(src), "--out", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(BENCH / "scale_report.py"), str(src), "--out", str(out),
+                           "--scaling", str(scaling)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     # 4.05M answer-key pairs at 2,000 pairs/s: 0.56 h on one device, a quarter on four
     assert "| answer key (teacher scores, shared by static + multitask) | 4,053,334 pairs | 2e+03 pairs/s | 0.6 | 0.1 | 0.1 |" in text
-    # 16,649 steps at 2 steps/s = 2.3 h; the corpus at 1,000 passages/s = 2.5 h; PLAID: not sharded
-    assert "| dense: train one student (16,649 steps of 32 queries) | 16,649 steps | 2 steps/s | 2.3 | 0.6 | 0.3 |" in text
+    # 16,649 steps of 32 at 2 steps/s = 2.3 h; the corpus at 1,000 passages/s = 2.5 h; PLAID: not sharded
+    assert ("| dense: train one student (16,649 steps of 32 queries) | 532,768 examples | 64 examples/s | 2.3 | 0.6 "
+            "| 0.3 | 0.0 | 3.0 | 20.0 |") in text
+    # measured at 8 a step: 2 steps/s are 16 examples/s, four times the hours
+    assert ("| splade: train one student (16,649 steps of 32 queries; rate measured at 8 a step) | 532,768 examples "
+            "| 16 examples/s | 9.2 |") in text
+    # RAM of the corpus-sized stages: the line through the scaling rows (1 GiB + 1 KiB a passage) at 8.8M
+    dense_index = next(line for line in text.splitlines() if line.startswith("| dense: index build"))
+    assert dense_index.split("|")[-3].strip() == f"{(2**30 + 1024 * 8_841_823) / 2**30:.1f}" == "9.4"
+    assert "| splade: index build (Lucene impacts) (RAM at 2,920 passages) |" in text  # no scaling rows: as measured
     assert "| dense: encode the corpus | 8,841,823 passages | 1e+03 passages/s | 2.5 | 0.6 | 0.3 |" in text
     plaid = next(line for line in text.splitlines() if line.startswith("| colbert: PLAID index build"))
     cells = [c.strip() for c in plaid.split("|")]
     assert cells[4] == cells[5] == cells[6] == "10.3"  # 619M tokens at 60 s per 1M, one process
+
+
+def test_scaling_refuses_a_student_that_is_not_a_family_and_folder(tmp_path):
+    """--student FAMILY=DIR is checked before anything is measured: one line, exit 2."""
+    for spec in ("splade", f"bm25={tmp_path}", f"splade={tmp_path / 'missing'}"):
+        done = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--student", spec, "--sizes", "10"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "--student" in done.stderr.splitlines()[-1], (spec, done.stderr)

@@ -63,7 +63,8 @@ def test_chunks_write_what_one_pass_writes(family, corpus, tmp_path):
 
 
 def test_a_chunk_as_large_as_the_corpus_encodes_as_one_pass(corpus, tmp_path):
-    """The default chunk (50,000) holds SciFact whole: the batches, hence the vectors, of one pass."""
+    """The default chunk (10,000) holds SciFact's 5,183 passages whole: the batches, hence the vectors, of one
+    pass."""
     import numpy as np
 
     docs, _ = corpus
@@ -72,6 +73,25 @@ def test_a_chunk_as_large_as_the_corpus_encodes_as_one_pass(corpus, tmp_path):
     index_corpus("dense", student, iter(docs), tmp_path, recipe.index, 64, False)
     one_pass = np.stack(student.infer_docs([t for _, t in docs], 64)).astype(np.float32)
     assert np.array_equal(np.load(tmp_path / "index" / "vectors.npy"), one_pass)
+
+
+def test_the_compile_decision_reads_ahead_past_one_chunk_and_each_chunk_hands_memory_back(corpus, tmp_path,
+                                                                                           monkeypatch):
+    """Chunks smaller than the corpus size compilation pays from: the decision still sees that the corpus is
+    large enough (the text of the first chunks read ahead, not their vectors); after each chunk the allocator's
+    freed memory goes back (the peak RSS stays one chunk's)."""
+    import harness.index.students as students
+
+    docs, _ = corpus
+    recipe = load_recipe("scifact/dense-untrained").recipe
+    student = build_student("dense", resolve_model("minilm"), student_settings(recipe))
+    asked, trims = [], []
+    monkeypatch.setattr(students, "COMPILE_MIN_PASSAGES", 10)
+    monkeypatch.setattr(students, "compile_corpus_encoder", lambda n, device, gains: asked.append(n) or False)
+    monkeypatch.setattr(students, "release_freed_memory", lambda: trims.append(1))
+    info = students.index_corpus("dense", student, iter(docs[:20]), tmp_path, recipe.index, 32, False, chunk=4)
+    assert asked == [12]  # three chunks of 4 read ahead to reach 10, decided once
+    assert info["documents"] == 20 and len(trims) == 5
 
 
 def test_the_compile_policy_follows_the_corpus_size_and_the_environment(monkeypatch):
