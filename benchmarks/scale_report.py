@@ -107,6 +107,11 @@ def render(costs: dict, source: str, fits: "dict[str, tuple[float, float]] | Non
              "grid: 8.8M passages, 503k training queries (533k examples, 4.05M answer-key pairs at 7 negatives), "
              "7,077 evaluation queries. Sharded stages divide by the number of devices (`harness run --nproc N`); "
              "index builds do not. No allowance for communication: the 4- and 8-device columns are lower bounds.", "",
+             *([f"**Measured on the CPU** ({costs.get('cores', 'its')} cores, no accelerator): a device below is one "
+                "such CPU, the accelerator-memory column is empty, and training on it is not a plan — run "
+                "`unit_costs.py` where a GPU is lent for the figures a lab would use. The table shows the "
+                "method and where the time goes (training, then encoding, then the impact index build).", ""]
+               if costs.get("device") == "cpu" else []),
              "| stage | units | rate | 1 device (h) | 4 devices (h) | 8 devices (h) | disk (GB) | RAM (GiB) | "
              "accelerator memory (GiB) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -117,7 +122,10 @@ def render(costs: dict, source: str, fits: "dict[str, tuple[float, float]] | Non
         ram = f"{r['ram'] / 2**30:.1f}" if r.get("ram") else "–"
         lines.append(f"| {r['stage']} | {r['units']:,.0f} {r['unit']} | {rate} | " + " | ".join(cells)
                      + f" | {r['disk'] / 1e9:.1f} | {ram} | {mem} |")
-    lines += ["", f"Peak RSS of the measuring process: {costs.get('peak_rss_bytes', 0) / 2**30:.1f} GiB."]
+    lines += ["", f"Peak RSS of the measuring process: {costs.get('peak_rss_bytes', 0) / 2**30:.1f} GiB. \"RAM at N "
+              "passages\": the process's peak while it encoded and indexed N passages after training, so an upper "
+              "bound that includes memory the allocator kept from training; `benchmarks/scaling.py` measures each "
+              "corpus size in a fresh process (`--scaling`)."]
     if fits:
         lines.append("RAM of the corpus-sized stages (encoding + index build, streamed): the line through peak RSS "
                      "against corpus size that `benchmarks/scaling.py` measured, each size in a fresh process, at "
@@ -138,7 +146,9 @@ def main() -> None:
     fits = None
     if args.scaling is not None:
         fits = rss_fits([json.loads(line) for line in args.scaling.read_text().splitlines() if line.strip()])
-    text = render(data.get("figures", data), args.costs.name, fits)
+    costs = dict(data.get("figures", data))
+    costs.setdefault("cores", data.get("machine", {}).get("cores", "its"))
+    text = render(costs, args.costs.name, fits)
     if args.out:
         args.out.write_text(text)
     print(text)
