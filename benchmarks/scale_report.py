@@ -39,8 +39,8 @@ DEVICES = (1, 4, 8)
 RECIPE_BATCH = 32  # recipes/msmarco/_base.toml [train] batch_queries
 
 
-def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple[float, float]]":
-    """(bytes, bytes per passage) per family: the least-squares line of peak RSS against corpus size over
+def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple[float, float, int, int]]":
+    """(bytes, bytes per passage, sizes measured, largest size) per family: the least-squares line of peak RSS against corpus size over
     ``benchmarks/scaling.py``'s rows (each size measured in a fresh process; a family needs two sizes)."""
     import numpy as np
 
@@ -49,7 +49,8 @@ def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple[float, float]]":
         fam = [r for r in scaling_rows if r["family"] == family]
         if len({r["passages"] for r in fam}) >= 2:
             slope, icpt = np.polyfit([r["passages"] for r in fam], [r["peak_rss_bytes"] for r in fam], 1)
-            out[family] = (float(icpt), max(float(slope), 0.0))
+            out[family] = (float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}),
+                           max(r["passages"] for r in fam))
     return out
 
 
@@ -130,7 +131,10 @@ def render(costs: dict, source: str, fits: "dict[str, tuple[float, float]] | Non
         lines.append("RAM of the corpus-sized stages (encoding + index build, streamed): the line through peak RSS "
                      "against corpus size that `benchmarks/scaling.py` measured, each size in a fresh process, at "
                      "8.8M passages: " + ", ".join(f"{k} {a / 2**30:.2f} GiB + {b * 1000 / 2**20:.2f} MiB per 1k "
-                                                    f"passages" for k, (a, b) in sorted(fits.items())) + ".")
+                                                    f"passages (from {n} sizes up to {top:,})"
+                                                    for k, (a, b, n, top) in sorted(fits.items()))
+                     + ". A line through two or three sizes far below 8.8M is a warning, not a forecast: where it "
+                       "grows, measure the 200k size before planning with it.")
     lines.append("")
     return "\n".join(lines)
 
