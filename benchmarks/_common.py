@@ -47,6 +47,20 @@ def best_of(fn: Callable[[], Any], repeats: int) -> "tuple[float, Any]":
     return best, out
 
 
+def take_turns(fns: "dict[str, Callable[[], Any]]", repeats: int) -> "tuple[dict[str, float], dict[str, list]]":
+    """Call ``fns`` in turn, ``repeats`` rounds: (fastest wall time per name, every result per name). Taking
+    turns, not one side's repeats then the other's: the first call in a process pays one-time set-up (CPU
+    kernels, allocations), and a drift in the machine's speed hits both sides alike."""
+    best = {name: float("inf") for name in fns}
+    results: dict[str, list] = {name: [] for name in fns}
+    for _ in range(max(1, repeats)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name].append(fn())
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, results
+
+
 def report(name: str, ratio: float, floor: float, higher_is_better: bool = True, **figures: Any) -> None:
     """Write ``benchmarks/results/<name>.json`` and print ``ratio=`` last."""
     RESULTS.mkdir(parents=True, exist_ok=True)

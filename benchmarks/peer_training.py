@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from _common import report
+from _common import report, take_turns
 
 
 def main() -> None:
@@ -134,13 +134,8 @@ def main() -> None:
                 trainer.train()
                 return time.perf_counter() - t0
 
-        # taking turns (harness, peer, harness, peer, ...): the first training in a process also pays for the
-        # CPU kernels' one-time set-up, which would otherwise fall on whichever side runs first
-        times_h, times_peer = [], []
-        for _ in range(args.repeats):
-            times_h.append(harness())
-            times_peer.append(peer())
-        t_h, t_peer = min(times_h), min(times_peer)
+        _, times = take_turns({"harness": harness, "peer": peer}, args.repeats)
+        t_h, t_peer = min(times["harness"]), min(times["peer"])  # their own timings: building is not timed
         print(f"{family}: harness {args.steps / t_h:.3f} steps/s, sentence-transformers {args.steps / t_peer:.3f} "
               f"steps/s ({args.batch} examples a step, passages at {args.doc_len} tokens, "
               f"{'bf16' if bf16 else 'fp32'})", flush=True)

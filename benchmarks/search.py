@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import best_of, report
+from _common import report, take_turns
 
 
 def main() -> None:
@@ -76,12 +76,8 @@ def main() -> None:
 
             raw()
             harness()  # warm-up: JVM / index loading
-            t_raw = t_h = float("inf")
-            for _ in range(args.repeats):  # taking turns: a drift in the machine's speed hits both alike
-                t, a = best_of(raw, 1)
-                t_raw = min(t_raw, t)
-                t, b = best_of(harness, 1)
-                t_h = min(t_h, t)
+            best, hits = take_turns({"raw": raw, "harness": harness}, args.repeats)
+            t_raw, t_h, a, b = best["raw"], best["harness"], hits["raw"][-1], hits["harness"][-1]
             index.close()
         same = all([d for d, _ in x[:10]] == [d for d, _ in y[:10]] for x, y in zip(a, b))
         assert same, "the harness's top-10 differs from the library's"

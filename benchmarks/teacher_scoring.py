@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import report, take_turns  # noqa: E402
 
 
 def main() -> None:
@@ -67,13 +66,8 @@ def main() -> None:
         return scorer.score_texts(queries, passages)
 
     raw()  # warm-up (allocations, kernels)
-    best = {"raw": float("inf"), "harness": float("inf")}
-    results = {}
-    for _ in range(args.repeats):
-        for name, fn in (("raw", raw), ("harness", harness)):
-            t0 = time.perf_counter()
-            results[name] = fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+    best, scores = take_turns({"raw": raw, "harness": harness}, args.repeats)
+    results = {name: got[-1] for name, got in scores.items()}
     rate = {k: len(pairs) / v for k, v in best.items()}
     diff = float(np.max(np.abs(results["raw"] - results["harness"])))
     print(f"device {device}, threads {torch.get_num_threads()}, {len(pairs)} pairs, batch {args.batch_size}, "

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from _common import report
+from _common import report, take_turns
 
 
 def main() -> None:
@@ -95,13 +95,8 @@ def main() -> None:
                 opt.zero_grad(set_to_none=True)
             return time.perf_counter() - t0
 
-        # taking turns (building the student is not timed): the first training in a process also pays for
-        # the CPU kernels' one-time set-up, which would otherwise fall on whichever side runs first
-        times_plain, times_h = [], []
-        for _ in range(args.repeats):
-            times_plain.append(plain())
-            times_h.append(harness())
-        t_plain, t_h = min(times_plain), min(times_h)
+        _, times = take_turns({"plain": plain, "harness": harness}, args.repeats)
+        t_plain, t_h = min(times["plain"]), min(times["harness"])  # their own timings: building is not timed
         report(f"training-step-{family}", t_plain / t_h, 0.9, steps=args.steps, batch_queries=args.batch,
                group=1 + args.negatives, doc_max_len=args.doc_len, plain_steps_per_s=round(args.steps / t_plain, 3),
                harness_steps_per_s=round(args.steps / t_h, 3))

@@ -74,25 +74,30 @@ def compile_corpus_encoder(passages: int, device, family_gains: bool = True) -> 
     CPU from ``COMPILE_MIN_PASSAGES`` on, for the families where it was measured to pay at the same quality
     (``family_gains``: the student's ``compile_for_corpus``); ``on`` always, ``off`` never. Like precision, a
     property of the machine: recorded in the stage's figures, not in its hash."""
-    want = os.environ.get("HARNESS_COMPILE", "auto")
-    if want in ("on", "off"):
-        return want == "on"
+    want = env_choice("HARNESS_COMPILE")
     if want != "auto":
+        return want == "on"
+    return family_gains and device.type == "cpu" and passages >= COMPILE_MIN_PASSAGES
+
+
+ENV_CHOICES = {"HARNESS_COMPILE": ("auto", "on", "off"), "HARNESS_PRECISION": ("auto", "fp32", "bf16")}
+
+
+def env_choice(name: str) -> str:
+    """The value of one of the :data:`ENV_CHOICES` settings (default ``auto``); another is one line naming it."""
+    value = os.environ.get(name, "auto")
+    if value not in ENV_CHOICES[name]:
         from harness.errors import UserInputError
 
-        raise UserInputError(f"HARNESS_COMPILE: expected auto, on or off, got {want!r}")
-    return family_gains and device.type == "cpu" and passages >= COMPILE_MIN_PASSAGES
+        raise UserInputError(f"{name}: expected {', '.join(ENV_CHOICES[name])}, got {value!r}")
+    return value
 
 
 def check_environment() -> None:
     """The settings read from the environment deep inside a run, checked before any work starts: a typo
     is one line naming the variable, not a failure after an hour of training."""
-    from harness.errors import UserInputError
-
-    for name, allowed in (("HARNESS_COMPILE", ("auto", "on", "off")), ("HARNESS_PRECISION", ("auto", "fp32", "bf16"))):
-        value = os.environ.get(name, "auto")
-        if value not in allowed:
-            raise UserInputError(f"{name}: expected {', '.join(allowed)}, got {value!r}")
+    for name in ENV_CHOICES:
+        env_choice(name)
 
 
 def autocast(device) -> contextlib.AbstractContextManager:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import itertools
 import logging
 import os
@@ -45,28 +46,24 @@ def index_corpus(family: str, student, docs: "Iterable[tuple[str, str]]", out: P
     chunk = chunk or CHUNK
     main = distributed.is_main()
     writer = INDEXES[family].writer(out, cfg, approximate) if main else None
-    n, encode_seconds, compiled = 0, 0.0, None
+    n, encode_seconds = 0, 0.0
     parts = _parts(docs, chunk)
     # the first chunks' text (not their vectors) read ahead until the corpus is known to be large enough to
     # compile for, or is all read
     head: list = []
-    while sum(map(len, head)) < COMPILE_MIN_PASSAGES:
-        part = next(parts, None)
-        if part is None:
-            break
+    seen = 0
+    while seen < COMPILE_MIN_PASSAGES and (part := next(parts, None)) is not None:
         head.append(part)
-    seen = sum(map(len, head))
+        seen += len(part)
+    compiled = first = compile_corpus_encoder(seen, student.device, student.compile_for_corpus)
     with open(out / "doc_ids.txt", "w", encoding="utf-8") if main else contextlib.nullcontext() as ids, \
             contextlib.ExitStack() as stack:
         for part in itertools.chain(head, parts):
             texts = [text for _, text in part]
             t0 = time.perf_counter()
-            if compiled is None:  # decided on what was read ahead: a corpus at least that large
-                compiled = compile_corpus_encoder(seen, student.device, getattr(student, "compile_for_corpus", False))
-                if compiled:
-                    reps, compiled = _first_compiled(student, texts, doc_max_len, stack)
-                else:
-                    reps = student.infer_docs(texts, doc_max_len)
+            if first:  # compiled for the rest of the corpus, or eager where compilation fails
+                reps, compiled = _first_compiled(student, texts, doc_max_len, stack)
+                first = False
             else:
                 reps = student.infer_docs(texts, doc_max_len)
             encode_seconds += time.perf_counter() - t0
@@ -107,17 +104,17 @@ def _first_compiled(student, texts: list, doc_max_len, stack: contextlib.ExitSta
 def release_freed_memory() -> None:
     """Hand the memory the C allocator holds freed back to the system (glibc's ``malloc_trim``): after a
     chunk, so a long corpus's peak RSS stays one chunk's. Elsewhere (no glibc) nothing."""
-    global _trim
-    if _trim is None:
-        try:
-            _trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _trim = False
-    if _trim:
-        _trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_trim = None
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _parts(items: "Iterable[Any]", size: int) -> "Iterator[list[Any]]":
