@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run across N processes on this machine (launches torchrun --nproc-per-node N): the "
                         "training batch, the answer key and the corpus encoding are shared; rank 0 writes")
 
-    p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher, dense and "
-                                          "ColBERT students untrained and distilled on SciFact (recipes/quickstart/), "
-                                          "then a table")
+    p = sub.add_parser("quickstart", help="the main job on the embedded default: BM25, the teacher and the dense "
+                                          "student untrained and distilled on SciFact (recipes/quickstart/), then a "
+                                          "table")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value")
     _add_run_args(p)
@@ -291,6 +291,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
         print(f"\nquickstart: {len(out['recipes'])} recipes in {out['seconds']:.0f} s; run directories under {runs_dir}/; "
               f"compare more runs with `harness table {runs_dir}`")
         print(_where_time_goes(out))
+        print("next: the other families, e.g. `harness run scifact/colbert-online` or `harness run "
+              "scifact/splade-static`; every family x variant: `harness suite scifact` (reuses these runs)")
         for name, err in out["failed"].items():
             print(f"{name}: FAILED: {err.splitlines()[0]}")
     return 1 if out["failed"] else 0

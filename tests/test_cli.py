@@ -31,7 +31,7 @@ def test_help_and_version():
 def test_recipes_lists_shipped():
     out = run_cli("recipes")
     listed = out.stdout.split()
-    assert "baselines/bm25-scifact" in listed and "quickstart/colbert-online" in listed
+    assert "baselines/bm25-scifact" in listed and "quickstart/dense-multitask" in listed
     assert not any(name.startswith("scifact/_") for name in listed)  # bases are not recipes to run
 
 

@@ -222,3 +222,23 @@ def test_dense_student_saves_in_sentence_transformers_layout(tmp_path, fp32):
 
     again = load_student(tmp_path / "saved")
     assert np.allclose(again.infer_docs(["x y"])[0], s.infer_docs(["x y"])[0], atol=1e-5)
+
+
+def test_contrastive_temperature_is_the_families_unless_the_recipe_sets_it():
+    """temperature = 0: 0.05 for a dense student scoring by cosine (a softmax over scores in [-1, 1] at 1.0 is
+    nearly flat), 1.0 for a dot-product dense student, ColBERT and SPLADE; a written value wins. The student's
+    key records the resolved value, so ColBERT's and SPLADE's keys are those of the former default 1.0."""
+    from harness.distill.variants import resolved
+    from harness.recipe import load_recipe
+
+    def temperature(recipe, *overrides):
+        return resolved(load_recipe(recipe, list(overrides)).recipe).temperature
+
+    assert temperature("scifact/dense-multitask") == 0.05  # all-MiniLM-L6-v2: cosine
+    assert temperature("scifact/dense-multitask", 'student.dense.similarity="dot"') == 1.0
+    assert temperature("scifact/colbert-multitask") == 1.0
+    assert temperature("scifact/splade-multitask") == 1.0
+    assert temperature("scifact/dense-multitask", "distill.multitask.temperature=0.2") == 0.2
+    # the cosine student's contrastive loss separates a batch at 0.05 where it barely can at 1.0
+    scores = torch.tensor([[0.9, 0.2, 0.3, 0.1], [0.3, 0.1, 0.8, 0.2]])
+    assert InBatchContrastive(0.05)(scores, group_size=2) < 0.01 < 0.5 < InBatchContrastive(1.0)(scores, group_size=2)

@@ -162,18 +162,32 @@ class Multitask(Variant):
     def targets(self, ctx):
         base = VARIANTS[ctx.recipe.distill.multitask.base]()
         source, key = base.targets(ctx)
-        return source, {"base": key, "multitask": vars(ctx.recipe.distill.multitask)}
+        return source, {"base": key, "multitask": vars(resolved(ctx.recipe))}
 
     def extra_step(self, ctx, student, doc_text, seed):
         from harness.distill.multitask import MultitaskAux
 
-        return MultitaskAux(student, ctx.recipe.distill.multitask, doc_text, seed)
+        return MultitaskAux(student, resolved(ctx.recipe), doc_text, seed)
 
     def refresh(self, ctx, train, doc_text, targets):
         return VARIANTS[ctx.recipe.distill.multitask.base]().refresh(ctx, train, doc_text, targets)
 
     def uses_answer_key(self, recipe):
         return VARIANTS[recipe.distill.multitask.base]().uses_answer_key(recipe)
+
+
+def resolved(recipe):
+    """The recipe's ``[distill.multitask]`` with ``temperature = 0`` replaced by the student family's own (the
+    value trained with, and what the student's key records: a recipe that writes the family's value out is
+    the same student)."""
+    import dataclasses
+
+    from harness.students.families import family_of
+
+    cfg = recipe.distill.multitask
+    if cfg.temperature:
+        return cfg
+    return dataclasses.replace(cfg, temperature=family_of(recipe).contrastive_temperature(recipe))
 
 
 def variant_of(recipe) -> Variant:

@@ -57,6 +57,11 @@ class Family:
         """Facts that make two students of this family different beyond their settings (training only)."""
         return {}
 
+    def contrastive_temperature(self, recipe) -> float:
+        """The in-batch contrastive temperature where a recipe leaves it to the family (``temperature = 0``):
+        1.0 for scores on an open scale (dot products, MaxSim sums)."""
+        return 1.0
+
     def identity(self, recipe) -> dict[str, Any]:
         """Facts that make two students of this family different, trained or not."""
         return {}
@@ -162,6 +167,13 @@ class DenseFamily(Family):
 
     def index_key(self, recipe):
         return {"faiss": vars(recipe.index.faiss)}
+
+    def contrastive_temperature(self, recipe):
+        # cosine scores lie in [-1, 1]: a softmax over them at temperature 1 is nearly flat (the true passage's
+        # probability can rise from 1/n to at most e^2/n). 0.05 is SimCSE's (Gao et al., EMNLP 2021) and
+        # sentence-transformers' MultipleNegativesRankingLoss scale of 20. SciFact dev, dense multi-task:
+        # nDCG@10 0.7973 at 0.05 against 0.7529 at 1.0
+        return 0.05 if self.settings(recipe).get("normalize") else 1.0
 
     def set_serving_lengths(self, model_dir, query_len, doc_len):
         # SentenceTransformer has one length for queries and passages: the passages'
