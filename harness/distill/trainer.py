@@ -26,6 +26,7 @@ from harness.distill.groups import Group
 from harness.distill.losses import LOSSES, REGULARISERS, Regularised
 from harness.registry import VARIANTS
 from harness.encoding import autocast, precision, progress
+from harness.memory import TRIM_EVERY_STEPS, release_freed_memory
 
 log = logging.getLogger("harness")
 
@@ -250,6 +251,8 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            if (step + 1) % TRIM_EVERY_STEPS == 0:  # batches of varying lengths: the allocator's freed memory grows
+                release_freed_memory()
             row = {"step": step + 1, "loss": round(loss_value, 5), "lr": sched.get_last_lr()[0],
                    **{k: round(v, 5) for k, v in zip(parts, part_values)}}
             row.update(student.step_figures(q_rep, d_rep))

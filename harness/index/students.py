@@ -10,8 +10,6 @@ or terms per passage, passages encoded per second, latency.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import itertools
 import logging
 import os
@@ -23,6 +21,7 @@ import numpy as np
 
 from harness.encoding import COMPILE_MIN_PASSAGES, compile_corpus_encoder
 from harness.evaluate import Run
+from harness.memory import release_freed_memory
 
 log = logging.getLogger("harness")
 
@@ -99,22 +98,6 @@ def _first_compiled(student, texts: list, doc_max_len, stack: contextlib.ExitSta
         return student.infer_docs(texts, doc_max_len), False
     stack.push(inner.pop_all())
     return reps, True
-
-
-def release_freed_memory() -> None:
-    """Hand the memory the C allocator holds freed back to the system (glibc's ``malloc_trim``): after a
-    chunk, so a long corpus's peak RSS stays one chunk's. Elsewhere (no glibc) nothing."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 def _parts(items: "Iterable[Any]", size: int) -> "Iterator[list[Any]]":
