@@ -39,9 +39,10 @@ DEVICES = (1, 4, 8)
 RECIPE_BATCH = 32  # recipes/msmarco/_base.toml [train] batch_queries
 
 
-def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple[float, float, int, int]]":
-    """(bytes, bytes per passage, sizes measured, largest size) per family: the least-squares line of peak RSS against corpus size over
-    ``benchmarks/scaling.py``'s rows (each size measured in a fresh process; a family needs two sizes)."""
+def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple]":
+    """(bytes, bytes per passage, sizes measured, largest size, stage bytes per passage there) per family: the
+    least-squares line of peak RSS against corpus size over ``benchmarks/scaling.py``'s rows (each size measured in
+    a fresh process; a family needs two sizes)."""
     import numpy as np
 
     out = {}
@@ -49,9 +50,20 @@ def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple[float, float, int, 
         fam = [r for r in scaling_rows if r["family"] == family]
         if len({r["passages"] for r in fam}) >= 2:
             slope, icpt = np.polyfit([r["passages"] for r in fam], [r["peak_rss_bytes"] for r in fam], 1)
-            out[family] = (float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}),
-                           max(r["passages"] for r in fam))
+            top = max(fam, key=lambda r: r["passages"])
+            out[family] = (float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}), top["passages"],
+                           top["index_bytes"] / top["passages"] if top.get("index_bytes") else None)
     return out
+
+
+def dense_growth_factor(costs: dict, fits: dict) -> "float | None":
+    """How much faster a dense index grows in RAM here than in the scaling rows: FAISS holds the index in memory while
+    it builds and writes it, so the per-passage growth follows the index's bytes per passage — ``scaling.py``
+    measures the suite's student (MiniLM, 384-d), ``unit_costs.py`` the grid's backbone."""
+    fit, f = fits.get("dense"), costs.get("dense") or {}
+    if not fit or not fit[4] or not f.get("stage_bytes_per_1k_passages"):
+        return None
+    return f["stage_bytes_per_1k_passages"] / 1000 / fit[4]
 
 
 def rows(costs: dict, fits: "dict[str, tuple[float, float]] | None" = None) -> "list[dict]":
@@ -75,7 +87,10 @@ def rows(costs: dict, fits: "dict[str, tuple[float, float]] | None" = None) -> "
                     "units": steps * RECIPE_BATCH, "unit": "examples", "rate": rate, "sharded": True, "disk": 0,
                     "gpu_memory": f.get("train_peak_gpu_bytes"), "ram": f.get("train_ram_bytes")})
         if family in fits:  # measured in fresh processes at several sizes: the line's value at 8.8M passages
-            ram, ram_note = fits[family][0] + fits[family][1] * PASSAGES, ""
+            icpt, slope = fits[family][:2]
+            if family == "dense":
+                slope *= dense_growth_factor(costs, fits) or 1.0
+            ram, ram_note = icpt + slope * PASSAGES, ""
         else:  # measured once, in the process that trained before: an upper bound at the measured size
             ram = f.get("index_ram_bytes")
             ram_note = f" (RAM at {f['indexed_passages']:,} passages)" if ram else ""
@@ -132,9 +147,14 @@ def render(costs: dict, source: str, fits: "dict[str, tuple[float, float]] | Non
                      "against corpus size that `benchmarks/scaling.py` measured, each size in a fresh process, at "
                      "8.8M passages: " + ", ".join(f"{k} {a / 2**30:.2f} GiB + {b * 1000 / 2**20:.2f} MiB per 1k "
                                                     f"passages (from {n} sizes up to {top:,})"
-                                                    for k, (a, b, n, top) in sorted(fits.items()))
+                                                    for k, (a, b, n, top, _) in sorted(fits.items()))
                      + ". A line through two or three sizes far below 8.8M is a warning, not a forecast: where it "
                        "grows, measure the 200k size before planning with it.")
+        factor = dense_growth_factor(costs, fits)
+        if factor:
+            lines.append(f"The dense line's growth per passage is multiplied by {factor:.2f}: this backbone's index "
+                         "bytes per passage against those of the student `scaling.py` measured (FAISS holds the index "
+                         "in memory while it builds and writes it, so a wider vector grows the RAM with it).")
     lines.append("")
     return "\n".join(lines)
 

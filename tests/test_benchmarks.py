@@ -94,9 +94,11 @@ def test_the_scale_report_turns_unit_costs_into_a_table(tmp_path):
     costs["splade"]["batch_queries"] = 8  # measured at a smaller batch than the recipe's 32 (a CPU's memory)
     src = tmp_path / "unit-costs-cuda.json"
     src.write_text(json.dumps({"figures": costs}))
-    # scaling.py's rows: dense's peak RSS grows 1 KiB a passage
+    # scaling.py's rows: dense's peak RSS grows 1 KiB a passage, for a student whose index takes 1,500 bytes a
+    # passage -- half the 3,000 of this backbone's (unit costs above)
     scaling = tmp_path / "rows.jsonl"
-    scaling.write_text("\n".join(json.dumps({"family": "dense", "passages": n, "peak_rss_bytes": 2**30 + 1024 * n})
+    scaling.write_text("\n".join(json.dumps({"family": "dense", "passages": n, "peak_rss_bytes": 2**30 + 1024 * n,
+                                             "index_bytes": 1500 * n})
                                  for n in (5000, 20000, 50000)) + "\n")
     out = tmp_path / "scale.md"
     done = subprocess.run([sys.executable, str(BENCH / "scale_report.py"), str(src), "--out", str(out),
@@ -111,9 +113,11 @@ def test_the_scale_report_turns_unit_costs_into_a_table(tmp_path):
     # measured at 8 a step: 2 steps/s are 16 examples/s, four times the hours
     assert ("| splade: train one student (16,649 steps of 32 queries; rate measured at 8 a step) | 532,768 examples "
             "| 16 examples/s | 9.2 |") in text
-    # RAM of the corpus-sized stages: the line through the scaling rows (1 GiB + 1 KiB a passage) at 8.8M
+    # RAM of the corpus-sized stages: the line through the scaling rows (1 GiB + 1 KiB a passage) at 8.8M, its
+    # growth doubled for an index twice as wide (FAISS holds it in memory)
     dense_index = next(line for line in text.splitlines() if line.startswith("| dense: index build"))
-    assert dense_index.split("|")[-3].strip() == f"{(2**30 + 1024 * 8_841_823) / 2**30:.1f}" == "9.4"
+    assert dense_index.split("|")[-3].strip() == f"{(2**30 + 2048 * 8_841_823) / 2**30:.1f}" == "17.9"
+    assert "growth per passage is multiplied by 2.00" in text
     assert "| splade: index build (Lucene impacts) (RAM at 2,920 passages) |" in text  # no scaling rows: as measured
     assert "| dense: encode the corpus | 8,841,823 passages | 1e+03 passages/s | 2.5 | 0.6 | 0.3 |" in text
     plaid = next(line for line in text.splitlines() if line.startswith("| colbert: PLAID index build"))
