@@ -154,13 +154,14 @@ DISTILL = SimpleNamespace(variant="margin", loss="auto", pairs="positive", tempe
 
 def test_training_reduces_the_loss_and_logs_every_step(tmp_path):
     s = _tiny_dense(tmp_path)
+    train = SimpleNamespace(**{**vars(TRAIN), "epochs": 12.0})  # 24 steps: the first and last 10 apart (dropout
     info = train_student(s, EXAMPLES, QUERIES, TEXTS.__getitem__, MarginTargets(1.0), Objective("dense", DISTILL),
-                         TRAIN, 0, tmp_path, tmp_path / "scratch")
-    assert info["steps"] == 12 and info["loss"] == "margin-mse"
+                         train, 0, tmp_path, tmp_path / "scratch")  # makes a tiny model's steps noisy)
+    assert info["steps"] == 24 and info["loss"] == "margin-mse"
     assert info["optimizer"] == "AdamW (fused)"  # the per-tensor loop torch uses by default on the CPU is 5x slower
     rows = (tmp_path / "train_log.jsonl").read_text().splitlines()
-    assert len(rows) == 12
-    assert info["loss_last10"] < info["loss_first10"]
+    assert len(rows) == 24
+    assert info["loss_last10"] < 0.6 * info["loss_first10"]
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):

@@ -51,7 +51,8 @@ class MultitaskAux(torch.nn.Module):
 
     def _mlm(self, student, texts: Sequence[str]) -> torch.Tensor:
         tok = student.tokenizer
-        enc = tok(list(texts), padding=True, truncation=True, max_length=student.doc_max_len, return_tensors="pt")
+        enc = student.pad_batch(tok(list(texts), padding=True, truncation=True, max_length=student.doc_max_len,
+                                    return_tensors="pt"), student.doc_max_len)  # few distinct shapes
         special = torch.tensor([tok.get_special_tokens_mask(ids, already_has_special_tokens=True)
                                 for ids in enc["input_ids"].tolist()], dtype=torch.bool) | (enc["attention_mask"] == 0)
         masked, labels = mask_tokens(enc["input_ids"], special, tok.mask_token_id, len(tok), self.cfg.mlm_probability,

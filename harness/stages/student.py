@@ -28,11 +28,14 @@ def identity(recipe) -> dict[str, Any]:
     from harness.models import model_identity
     from harness.students import student_settings
     from harness.students.families import family_of
+    from harness.students.shapes import PAD_MULTIPLE
 
     s = recipe.student
     out = {"family": s.family, "backbone": model_identity(s.model, "student.model"),
            "settings": student_settings(recipe), "fields": list(recipe.data.doc_fields),
-           "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers")}
+           "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers"),
+           # batches padded to a multiple of this many tokens: the same results up to float rounding, not bit-for-bit
+           "pad_multiple": PAD_MULTIPLE}
     out.update(family_of(recipe).identity(recipe))
     return out
 

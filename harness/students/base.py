@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.encoding import autocast, get_device, length_sorted_batches, progress, quiet_transformers  # noqa: F401
+from harness.students.shapes import pad_batch
 
 log = logging.getLogger("harness")
 
@@ -75,8 +76,14 @@ class Student(torch.nn.Module):
         return next(self.parameters()).device
 
     def tokenize(self, texts: Sequence[str], max_len: int):
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len,
-                              return_tensors="pt").to(self.device)
+        """The batch padded to its longest text rounded up to a multiple of 16 tokens (never past ``max_len``):
+        few distinct shapes, so the CPU's kernels are reused and memory stays flat (:mod:`harness.students.shapes`)."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        return self.pad_batch(enc, max_len).to(self.device)
+
+    def pad_batch(self, enc, max_len: int):
+        return pad_batch(enc, max_len, {"input_ids": self.tokenizer.pad_token_id or 0},
+                         getattr(self.tokenizer, "padding_side", "right"))
 
     def encode_queries(self, texts: Sequence[str]) -> Any:
         raise NotImplementedError

@@ -123,6 +123,7 @@ class ColBERT(Student):
         """[CLS] marker text [SEP], at most ``max_len`` tokens; padded to the batch's longest or to ``max_len``."""
         enc = self.tokenizer(list(texts), padding="max_length" if pad_to_max else True, truncation=True,
                              max_length=max_len - 1, return_tensors="pt")
+        enc = self.pad_batch(enc, max_len - 1)  # few distinct lengths (16k + the marker): harness.students.shapes
         out = {"input_ids": _insert_after_cls(enc["input_ids"], marker_id),
                "attention_mask": _insert_after_cls(enc["attention_mask"], 1)}
         if "token_type_ids" in enc:
