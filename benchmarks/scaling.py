@@ -55,6 +55,7 @@ def worker(family: str, size: int, max_len: int, n_queries: int, out: str, train
     from harness.models import resolve_model
     from harness.recipe import load_recipe
     from harness.students import build_student, student_settings
+    from harness.students.shapes import PAD_MULTIPLE
 
     recipe = load_recipe(f"scifact/{family}-untrained").recipe
     # the index settings the suite ships (ColBERT: PLAID at the dev-chosen colbert-static-plaid settings)
@@ -84,7 +85,7 @@ def worker(family: str, size: int, max_len: int, n_queries: int, out: str, train
         "family": family, "passages": size, "encode_seconds": info["encode_seconds"],
         "index_seconds": round(build - info["encode_seconds"], 2), "index_bytes": disk,
         "latency_ms_p50": figures.get("latency_ms_p50"), "exact_latency_ms_p50": exact.get("latency_ms_p50"),
-        "peak_rss_bytes": rss, "student": trained or "untrained",
+        "peak_rss_bytes": rss, "student": trained or "untrained", "pad_multiple": PAD_MULTIPLE,
         "rss_per_1k_passages_mb": round(rss / size * 1000 / 2**20, 2)}))
 
 
