@@ -162,7 +162,12 @@ class Multitask(Variant):
     def targets(self, ctx):
         base = VARIANTS[ctx.recipe.distill.multitask.base]()
         source, key = base.targets(ctx)
-        return source, {"base": key, "multitask": vars(resolved(ctx.recipe))}
+        from harness.distill.multitask import MLM_ROWS_MULTIPLE
+
+        out = {"base": key, "multitask": vars(resolved(ctx.recipe))}
+        if ctx.recipe.distill.multitask.mlm > 0:  # its head reads the masked positions in padded blocks
+            out["mlm_rows_multiple"] = MLM_ROWS_MULTIPLE
+        return source, out
 
     def extra_step(self, ctx, student, doc_text, seed):
         from harness.distill.multitask import MultitaskAux
