@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 PASSAGES = 8_841_823
 TRAIN_QUERIES = 502_939
@@ -39,10 +40,18 @@ DEVICES = (1, 4, 8)
 RECIPE_BATCH = 32  # recipes/msmarco/_base.toml [train] batch_queries
 
 
-def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple]":
-    """(bytes, bytes per passage, sizes measured, largest size, stage bytes per passage there) per family: the
-    least-squares line of peak RSS against corpus size over ``benchmarks/scaling.py``'s rows (each size measured in
-    a fresh process; a family needs two sizes)."""
+class Fit(NamedTuple):
+    """The least-squares line of peak RSS against corpus size, and what it was measured on."""
+    bytes_at_zero: float
+    bytes_per_passage: float
+    sizes: int
+    largest: int
+    stage_bytes_per_passage: "float | None"  # the index stage's size on disk at the largest size
+
+
+def rss_fits(scaling_rows: "list[dict]") -> "dict[str, Fit]":
+    """A :class:`Fit` per family over ``benchmarks/scaling.py``'s rows (each size measured in a fresh process; a
+    family needs two sizes)."""
     import numpy as np
 
     out = {}
@@ -51,8 +60,8 @@ def rss_fits(scaling_rows: "list[dict]") -> "dict[str, tuple]":
         if len({r["passages"] for r in fam}) >= 2:
             slope, icpt = np.polyfit([r["passages"] for r in fam], [r["peak_rss_bytes"] for r in fam], 1)
             top = max(fam, key=lambda r: r["passages"])
-            out[family] = (float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}), top["passages"],
-                           top["index_bytes"] / top["passages"] if top.get("index_bytes") else None)
+            out[family] = Fit(float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}), top["passages"],
+                              top["index_bytes"] / top["passages"] if top.get("index_bytes") else None)
     return out
 
 
@@ -61,12 +70,12 @@ def dense_growth_factor(costs: dict, fits: dict) -> "float | None":
     it builds and writes it, so the per-passage growth follows the index's bytes per passage — ``scaling.py``
     measures the suite's student (MiniLM, 384-d), ``unit_costs.py`` the grid's backbone."""
     fit, f = fits.get("dense"), costs.get("dense") or {}
-    if not fit or not fit[4] or not f.get("stage_bytes_per_1k_passages"):
+    if not fit or not fit.stage_bytes_per_passage or not f.get("stage_bytes_per_1k_passages"):
         return None
-    return f["stage_bytes_per_1k_passages"] / 1000 / fit[4]
+    return f["stage_bytes_per_1k_passages"] / 1000 / fit.stage_bytes_per_passage
 
 
-def rows(costs: dict, fits: "dict[str, tuple[float, float]] | None" = None) -> "list[dict]":
+def rows(costs: dict, fits: "dict[str, Fit] | None" = None) -> "list[dict]":
     """(stage, units, rate, sharded, disk bytes, note) of one MS MARCO grid, shared stages once."""
     pairs = POSITIVES + TRAIN_QUERIES * NEGATIVES
     out = [{"stage": "answer key (teacher scores, shared by static + multitask)", "units": pairs, "unit": "pairs",
@@ -87,7 +96,7 @@ def rows(costs: dict, fits: "dict[str, tuple[float, float]] | None" = None) -> "
                     "units": steps * RECIPE_BATCH, "unit": "examples", "rate": rate, "sharded": True, "disk": 0,
                     "gpu_memory": f.get("train_peak_gpu_bytes"), "ram": f.get("train_ram_bytes")})
         if family in fits:  # measured in fresh processes at several sizes: the line's value at 8.8M passages
-            icpt, slope = fits[family][:2]
+            icpt, slope = fits[family].bytes_at_zero, fits[family].bytes_per_passage
             if family == "dense":
                 slope *= dense_growth_factor(costs, fits) or 1.0
             ram, ram_note = icpt + slope * PASSAGES, ""
@@ -116,7 +125,7 @@ def hours(r: dict, n: int) -> "float | None":
     return r["units"] / r["rate"] / (n if r["sharded"] else 1) / 3600
 
 
-def render(costs: dict, source: str, fits: "dict[str, tuple[float, float]] | None" = None) -> str:
+def render(costs: dict, source: str, fits: "dict[str, Fit] | None" = None) -> str:
     lines = ["# MS MARCO on paper", "",
              f"Per-unit costs measured by `benchmarks/unit_costs.py` ({source}: {costs.get('device')}, backbone "
              f"{costs.get('backbone')}), extrapolated by `benchmarks/scale_report.py` to the `recipes/msmarco/` "

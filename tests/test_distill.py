@@ -261,20 +261,20 @@ def test_training_hands_freed_memory_back_every_ten_steps(tmp_path, monkeypatch)
 
 def test_the_mlm_head_reads_the_masked_positions_in_blocks_of_64_with_the_same_loss():
     from harness.distill.losses import MaskedLM
-    from harness.distill.multitask import MLM_ROWS_MULTIPLE, mlm_rows, rows_padding
+    from harness.distill.multitask import MLM_ROWS_MULTIPLE, mlm_rows
 
     torch.manual_seed(0)
     labels = torch.full((3, 40), -100)
     labels[torch.rand(3, 40) < 0.15] = 7
     labels.view(-1)[5] = 3
-    rows = mlm_rows(labels.reshape(-1))
+    rows, row_labels = mlm_rows(labels.reshape(-1))
     n = int((labels != -100).sum())
-    assert MLM_ROWS_MULTIPLE == 64 and len(rows) == 64 > n and int((~rows_padding(rows)).sum()) == n
+    assert MLM_ROWS_MULTIPLE == 64 and len(rows) == 64 > n and int((row_labels != -100).sum()) == n
     hidden = torch.randn(3 * 40, 10)
     head = torch.nn.Linear(10, 12)
     flat = labels.reshape(-1)
     exact = MaskedLM()(head(hidden[flat != -100]), flat[flat != -100])
-    padded = MaskedLM()(head(hidden[rows]), flat[rows].masked_fill(rows_padding(rows), -100))
+    padded = MaskedLM()(head(hidden[rows]), row_labels)
     assert torch.allclose(exact, padded)
-    assert len(mlm_rows(torch.full((70,), 1))) == 128 and len(mlm_rows(torch.full((64,), 1))) == 64
-    assert len(mlm_rows(torch.full((9,), -100))) == 0
+    assert len(mlm_rows(torch.full((70,), 1))[0]) == 128 and len(mlm_rows(torch.full((64,), 1))[0]) == 64
+    assert len(mlm_rows(torch.full((9,), -100))[0]) == 0

@@ -34,7 +34,7 @@ def identity(recipe) -> dict[str, Any]:
     out = {"family": s.family, "backbone": model_identity(s.model, "student.model"),
            "settings": student_settings(recipe), "fields": list(recipe.data.doc_fields),
            "torch": package_versions().get("torch"), "transformers": package_versions().get("transformers"),
-           # batches padded to a multiple of this many tokens: the same results up to float rounding, not bit-for-bit
+           # batches padded to a multiple of this many tokens: encodings differ by rounding, training by its dropout draws
            "pad_multiple": PAD_MULTIPLE}
     out.update(family_of(recipe).identity(recipe))
     return out

@@ -76,10 +76,14 @@ class Student(torch.nn.Module):
         return next(self.parameters()).device
 
     def tokenize(self, texts: Sequence[str], max_len: int):
+        """:meth:`tokenize_cpu` on the student's device."""
+        return self.tokenize_cpu(texts, max_len).to(self.device)
+
+    def tokenize_cpu(self, texts: Sequence[str], max_len: int):
         """The batch padded to its longest text rounded up to a multiple of 16 tokens (never past ``max_len``):
         few distinct shapes, so the CPU's kernels are reused and memory stays flat (:mod:`harness.students.shapes`)."""
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        return self.pad_batch(enc, max_len).to(self.device)
+        return self.pad_batch(enc, max_len)
 
     def pad_batch(self, enc, max_len: int):
         return pad_batch(enc, max_len, {"input_ids": self.tokenizer.pad_token_id or 0},

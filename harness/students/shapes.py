@@ -9,8 +9,10 @@ grew the resident set 9 MB a step (1,071 → 1,536 MB; peak 3,040 MB, 78 s); pad
 stayed at 1,024–1,032 MB (peak 1,989 MB) and ran in 74 s — the padding costs less than the kernels it lets
 oneDNN reuse. (Turning the cache off, ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0``, halves the growth at 5× the time.)
 
-Padding never changes a result: the added positions are masked out of attention and of every pooling (mean,
-max, MaxSim), so they contribute nothing; a batch is never padded past its truncation length.
+The added positions are masked out of attention and of every pooling (mean, max, MaxSim), so an encoding
+changes by float rounding only; a batch is never padded past its truncation length. A training run also draws
+its dropout masks over the padded shape, so it takes another random path (like another training seed): the
+student's identity records the multiple.
 """
 
 from __future__ import annotations
