@@ -180,16 +180,16 @@ def test_flops_loss_and_ramp():
     assert flops_weight(0.5, 20, 10) == 0.5 and flops_weight(0.5, 3, 0) == 0.5
 
 
-def _train_avg_terms(path, lam: float) -> float:
+def _short_training(student, lam: float, epochs: float, lr: float, weight_decay: float = 0.0,
+                    learning_rates=()) -> None:
+    """Train ``student`` in place on four tiny queries (MSE to a margin of 1, FLOPS weight ``lam``)."""
     from harness.distill.targets import MarginTargets
     from harness.distill.trainer import Objective, train_student
 
-    torch.manual_seed(0)
-    s = splade(path, init_active_terms=200)
     distill = SimpleNamespace(variant="static", loss="mse", pairs="all", temperature=1.0, target_scale="none",
                               scale_a=1.0, scale_b=0.0, margin=1.0)
-    train = SimpleNamespace(epochs=20.0, max_steps=0, batch_queries=2, lr=1e-3, warmup=0.0, weight_decay=0.0,
-                            checkpoint_every=0)
+    train = SimpleNamespace(epochs=epochs, max_steps=0, batch_queries=2, lr=lr, warmup=0.0,
+                            weight_decay=weight_decay, checkpoint_every=0)
     queries = {f"q{i}": TEXTS[i][:20] for i in range(4)}
     examples = [(f"q{i}", (f"d{i}", f"d{(i + 1) % 8}")) for i in range(4)]
     docs = {f"d{i}": t for i, t in enumerate(TEXTS)}
@@ -197,8 +197,15 @@ def _train_avg_terms(path, lam: float) -> float:
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        train_student(s, examples, queries, docs.__getitem__, MarginTargets(1.0),
-                      Objective("splade", distill, ("flops", lam, lam, 0.0)), train, 0, Path(tmp), Path(tmp) / "scratch")
+        train_student(student, examples, queries, docs.__getitem__, MarginTargets(1.0),
+                      Objective("splade", distill, ("flops", lam, lam, 0.0)), train, 0, Path(tmp),
+                      Path(tmp) / "scratch", learning_rates=learning_rates)
+
+
+def _train_avg_terms(path, lam: float) -> float:
+    torch.manual_seed(0)
+    s = splade(path, init_active_terms=200)
+    _short_training(s, lam, epochs=20.0, lr=1e-3)
     with torch.no_grad():
         return float((s.encode_docs(TEXTS) > 0).sum(-1).float().mean())
 
@@ -305,3 +312,37 @@ def test_exact_sparse_matrix_is_written_in_parts_and_an_older_single_file_still_
     queries = [{"apple": 1.0, "pie": 0.5}, {"tart": 1.0}]
     hits = [ImpactIndex.open(d, cfg).exact(queries, k=10) for d in (new, old)]
     assert hits[0] == hits[1] and [i for i, _ in hits[0][1]] == [1, 3]
+
+
+def _bias_shift(path, learning_rates) -> "tuple[float, float]":
+    """(largest change of the vocabulary bias, largest change of the encoder's weights) over a short training."""
+    torch.manual_seed(0)
+    s = splade(path, init_active_terms=200)
+    bias0 = s.vocab_bias().detach().clone()
+    enc0 = {n: p.detach().clone() for n, p in s.encoder().named_parameters()}
+    _short_training(s, 0.01, epochs=6.0, lr=1e-4, weight_decay=0.01, learning_rates=learning_rates(s))
+    enc = max(float((p.detach() - enc0[n]).abs().max()) for n, p in s.encoder().named_parameters())
+    return float((s.vocab_bias().detach() - bias0).abs().max()), enc
+
+
+def test_the_vocabulary_bias_trains_at_its_own_learning_rate(tiny_mlm):
+    plain_bias, plain_enc = _bias_shift(tiny_mlm, lambda s: [])
+    own_bias, own_enc = _bias_shift(tiny_mlm, lambda s: [([s.vocab_bias()], 1e-2)])
+    # Adam moves a parameter ~lr a step: 12 steps at 1e-4 against 1e-2 (100x) for the bias alone
+    assert plain_bias < 12 * 1e-4 * 1.5 and own_bias > 20 * plain_bias, (plain_bias, own_bias)
+    assert own_enc < 12 * 1e-4 * 1.5 and plain_enc < 12 * 1e-4 * 1.5  # the encoder keeps train.lr
+
+
+def test_bias_lr_is_a_training_setting_in_the_student_key_only_when_set():
+    from harness.recipe import load_recipe
+    from harness.students import student_settings
+    from harness.students.families import family_of
+
+    plain = load_recipe("scifact/splade-static").recipe
+    fast = load_recipe("scifact/splade-static", ["student.splade.bias_lr=0.01"]).recipe
+    fam = family_of(plain)
+    assert "bias_lr" not in fam.student_key(plain)  # students trained before the setting keep their key
+    assert fam.student_key(fast)["bias_lr"] == 0.01
+    assert student_settings(plain) == student_settings(fast)  # not a model setting: the saved student is alike
+    s = SimpleNamespace(vocab_bias=lambda: "bias")
+    assert fam.learning_rates(plain, s) == [] and fam.learning_rates(fast, s) == [(["bias"], 0.01)]

@@ -152,11 +152,13 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], queries: Mapping[str, str],
                   doc_text: Callable[[str], str], targets, objective: Objective, train, seed: int,
                   out_dir: Path, scratch: Path, extra_step: "Callable | None" = None,
-                  refresh: "Callable | None" = None) -> dict:
+                  refresh: "Callable | None" = None,
+                  learning_rates: "Sequence[tuple[Sequence[torch.nn.Parameter], float]]" = ()) -> dict:
     """Train ``student`` in place; writes ``train_log.jsonl`` to ``out_dir``; returns figures.
 
     ``extra_step(student, q_rep, d_rep, qids, doc_ids, step) -> (loss, parts)`` adds auxiliary losses;
-    ``refresh(student, examples, step) -> examples | None`` may replace the examples' negatives (re-mining)."""
+    ``refresh(student, examples, step) -> examples | None`` may replace the examples' negatives (re-mining);
+    ``learning_rates``: (parameters, peak lr) trained at a rate of their own, without weight decay."""
     from transformers import get_linear_schedule_with_warmup
 
     if not examples:
@@ -184,7 +186,10 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
     params = list({id(p): p for p in list(student.parameters()) + list(objective.parameters())
                    if p.requires_grad}.values())  # tied weights (an MLM head's decoder) appear once
     scale_ids = {id(objective.alpha), id(objective.beta)} if objective.learned else set()
-    groups = [{"params": [p for p in params if id(p) not in scale_ids]}]
+    own = {id(p): lr for ps, lr in learning_rates for p in ps}
+    groups = [{"params": [p for p in params if id(p) not in scale_ids and id(p) not in own]}]
+    for ps, lr in learning_rates:
+        groups.append({"params": list(ps), "lr": lr, "weight_decay": 0.0})
     if scale_ids:  # two scalars: they must move far in few steps, so their own learning rate
         groups.append({"params": [objective.alpha, objective.beta], "lr": 1e-2, "weight_decay": 0.0})
     opt, fused = _adamw(groups, train.lr, train.weight_decay)

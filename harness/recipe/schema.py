@@ -200,6 +200,11 @@ class SpladeSection:
     lambda_d: float = param(0.008, doc="FLOPS weight on passages.", check=non_negative)
     flops_ramp: float = param(0.3, doc="Fraction of the steps over which λ ramps up quadratically.",
                               check=between(0.0, 1.0))
+    bias_lr: float = param(
+        0.0, doc="Peak learning rate of the vocabulary output bias (one prior weight a term, what lets training "
+                 "lower a common term everywhere, as idf does), without weight decay; 0 = train.lr. At train.lr "
+                 "(5e-5) an Adam step moves it ~5e-5, so over SciFact's 115 steps a term's prior barely moves "
+                 "against logits of order 1.", check=non_negative)
 
 
 @dataclass(frozen=True)

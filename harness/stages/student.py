@@ -156,7 +156,8 @@ def _train(recipe, train: Dataset, stage: Stage, out: Path, groups, targets, ini
             targets.prepare(examples, train.queries, scratch / "teacher" if distributed.is_main() else None)
         hook = refresh(doc_text, targets) if refresh is not None else None
         info.update(train_student(student, examples, train.queries, doc_text, targets, objective, recipe.train,
-                                  seed, out, scratch, extra_step=extra, refresh=hook))
+                                  seed, out, scratch, extra_step=extra, refresh=hook,
+                                  learning_rates=family_of(recipe).learning_rates(recipe, student)))
         if hasattr(targets, "teacher") and hasattr(targets.teacher, "calls"):
             info["teacher_calls"] = targets.teacher.calls
         if distributed.is_main():

@@ -71,6 +71,12 @@ class Family:
         distillation loss, or None."""
         return None
 
+    def learning_rates(self, recipe, student) -> "list[tuple[list, float]]":
+        """(parameters, peak learning rate) for the student's parameters that train at a rate of their own
+        (no weight decay; the same warm-up and decay); the rest train at ``train.lr``. What this returns for
+        a recipe must be in :meth:`student_key`."""
+        return []
+
     def set_serving_lengths(self, model_dir: Path, query_len: int, doc_len: int) -> "dict[str, int]":
         """Make a saved student folder read texts as a run served them (queries at ``query_len`` tokens,
         passages at ``doc_len``) when a tool outside the harness loads it; a saved folder records its
@@ -90,7 +96,8 @@ class SpladeFamily(Family):
     def settings(self, recipe):
         from harness.students import eval_lengths
 
-        out = {k: v for k, v in vars(recipe.student.splade).items() if k not in ("lambda_q", "lambda_d", "flops_ramp")}
+        out = {k: v for k, v in vars(recipe.student.splade).items()
+               if k not in ("lambda_q", "lambda_d", "flops_ramp", "bias_lr")}  # training settings: student_key
         out["calibration_max_len"] = eval_lengths(recipe)[1]  # the sparse start counts terms as the index reads
         return out
 
@@ -99,7 +106,14 @@ class SpladeFamily(Family):
 
     def student_key(self, recipe):
         s = recipe.student.splade
-        return {"flops": {"lambda_q": s.lambda_q, "lambda_d": s.lambda_d, "flops_ramp": s.flops_ramp}}
+        key: dict[str, Any] = {"flops": {"lambda_q": s.lambda_q, "lambda_d": s.lambda_d, "flops_ramp": s.flops_ramp}}
+        if s.bias_lr:  # (absent at its default: students trained before it keep their key)
+            key["bias_lr"] = s.bias_lr
+        return key
+
+    def learning_rates(self, recipe, student):
+        lr = recipe.student.splade.bias_lr
+        return [([student.vocab_bias()], lr)] if lr else []
 
     def identity(self, recipe):
         from harness.students.maxpool import VERSION

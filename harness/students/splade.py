@@ -85,6 +85,14 @@ class Splade(Student):
     def mlm_head(self) -> torch.nn.Module:
         return self.mlm.cls
 
+    def vocab_bias(self) -> torch.nn.Parameter:
+        """The output bias: one logit offset a vocabulary term, added wherever the term is read."""
+        head = getattr(getattr(self.mlm, "cls", None), "predictions", None)
+        bias = getattr(head, "bias", None)
+        if bias is None:
+            bias = self.mlm.get_output_embeddings().bias
+        return bias
+
     def step_figures(self, q_rep: torch.Tensor, d_rep: torch.Tensor) -> dict[str, float]:
         return {"doc_terms": round(float((d_rep.detach() > 0).sum(-1).float().mean()), 1),
                 "query_terms": round(float((q_rep.detach() > 0).sum(-1).float().mean()), 1)}
