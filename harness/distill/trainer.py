@@ -186,7 +186,7 @@ def train_student(student, examples: Sequence[tuple[str, tuple[str, ...]]], quer
     params = list({id(p): p for p in list(student.parameters()) + list(objective.parameters())
                    if p.requires_grad}.values())  # tied weights (an MLM head's decoder) appear once
     scale_ids = {id(objective.alpha), id(objective.beta)} if objective.learned else set()
-    own = {id(p): lr for ps, lr in learning_rates for p in ps}
+    own = {id(p) for ps, _ in learning_rates for p in ps}
     groups = [{"params": [p for p in params if id(p) not in scale_ids and id(p) not in own]}]
     for ps, lr in learning_rates:
         groups.append({"params": list(ps), "lr": lr, "weight_decay": 0.0})

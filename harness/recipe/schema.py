@@ -203,8 +203,9 @@ class SpladeSection:
     bias_lr: float = param(
         0.0, doc="Peak learning rate of the vocabulary output bias (one prior weight a term, what lets training "
                  "lower a common term everywhere, as idf does), without weight decay; 0 = train.lr. At train.lr "
-                 "(5e-5) an Adam step moves it ~5e-5, so over SciFact's 115 steps a term's prior barely moves "
-                 "against logits of order 1.", check=non_negative)
+                 "(5e-5) an Adam step moves it ~5e-5, so over SciFact's 104 steps a term's prior barely moves "
+                 "against logits of order 1. SciFact dev, multi-task: nDCG@10 0.7196 at 1e-2 against 0.7205 at "
+                 "train.lr (fp32, one machine): not a default.", check=non_negative)
 
 
 @dataclass(frozen=True)

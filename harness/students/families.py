@@ -112,8 +112,8 @@ class SpladeFamily(Family):
         return key
 
     def learning_rates(self, recipe, student):
-        lr = recipe.student.splade.bias_lr
-        return [([student.vocab_bias()], lr)] if lr else []
+        lr, bias = recipe.student.splade.bias_lr, student.vocab_bias()
+        return [([bias], lr)] if lr and bias is not None else []
 
     def identity(self, recipe):
         from harness.students.maxpool import VERSION

@@ -85,12 +85,13 @@ class Splade(Student):
     def mlm_head(self) -> torch.nn.Module:
         return self.mlm.cls
 
-    def vocab_bias(self) -> torch.nn.Parameter:
-        """The output bias: one logit offset a vocabulary term, added wherever the term is read."""
+    def vocab_bias(self) -> "torch.nn.Parameter | None":
+        """The output bias: one logit offset a vocabulary term, added wherever the term is read (what the
+        sparse start calibrates, what ``student.splade.bias_lr`` trains); None for a head without one."""
         head = getattr(getattr(self.mlm, "cls", None), "predictions", None)
         bias = getattr(head, "bias", None)
         if bias is None:
-            bias = self.mlm.get_output_embeddings().bias
+            bias = getattr(self.mlm.get_output_embeddings(), "bias", None)
         return bias
 
     def step_figures(self, q_rep: torch.Tensor, d_rep: torch.Tensor) -> dict[str, float]:
@@ -128,7 +129,7 @@ class Splade(Student):
 
     # ---- persistence ---------------------------------------------------------------------------------
     def _save_model(self, path: Path) -> None:
-        bias = self.mlm.cls.predictions.bias if hasattr(getattr(self.mlm, "cls", None), "predictions") else None
+        bias = self.vocab_bias()
         special = torch.nonzero(self.term_mask == 0, as_tuple=True)[0]
         if bias is None or not len(special):
             self.mlm.save_pretrained(path)
@@ -204,7 +205,7 @@ def calibrate_bias(student: Splade, texts: Sequence[str], target_terms: int, max
             lo = mid
     shift = (lo + hi) / 2
     with torch.no_grad():
-        student.mlm.cls.predictions.bias.add_(shift)
+        student.vocab_bias().add_(shift)
     return shift
 
 
