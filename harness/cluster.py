@@ -5,7 +5,8 @@
 
 The jobs follow the stage graph: one job per distinct answer key (the teacher scoring the training pairs)
 runs before the students that train on it, and a self-distilled student's job after the job of the recipe
-that trains its teacher-student. Under Slurm every job is submitted at once with ``afterok`` dependencies
+that trains its teacher-student (likewise a job taught by a student, ``teacher.student.recipe``, and its
+answer key's job, after the job that trains that student). Under Slurm every job is submitted at once with ``afterok`` dependencies
 (``--kill-on-invalid-dep``: a failed prerequisite cancels what needs it) and Slurm schedules them; the
 local executor (submitit's, one process per job) starts a job when its prerequisites have finished and
 fewer than ``workers`` run. Jobs share one runs directory: the per-stage locks
@@ -53,26 +54,27 @@ def plan(recipes: Sequence[LoadedRecipe]) -> list[Job]:
     """The suite's jobs, each after the jobs it needs (answer keys first)."""
     from harness.distill.variants import variant_of
 
+    from harness.stages.graph import answer_key_needs, needed_recipes
+
     jobs: dict[str, Job] = {}
     by_path = {find_recipe(x.path).resolve(): x.name for x in recipes}
+
+    def in_suite(specs: Sequence[str]) -> list[str]:
+        return [n for n in (by_path.get(find_recipe(s).resolve()) for s in specs) if n]
+
     for x in recipes:
         needs = []
-        if x.recipe.method == "student":
-            variant = variant_of(x.recipe)
-            if variant.uses_answer_key(x.recipe):
-                key = f"answer-key:{_answer_key_id(x)}"
-                jobs.setdefault(key, Job(key, "answer-key", str(x.path)))
-                needs.append(key)
-            first = variant.after(x.recipe)
-            if first:
-                teacher = by_path.get(find_recipe(first).resolve())
-                if teacher:
-                    needs.append(teacher)
+        if x.recipe.method == "student" and variant_of(x.recipe).uses_answer_key(x.recipe):
+            key = f"answer-key:{_answer_key_id(x)}"
+            # after the job that trains the student that teaches, if the answer key reads one
+            jobs.setdefault(key, Job(key, "answer-key", str(x.path), in_suite(answer_key_needs(x.recipe))))
+            needs.append(key)
+        needs += [n for n in in_suite(needed_recipes(x.recipe)) if n not in needs]
         jobs[x.name] = Job(x.name, "recipe", str(x.path), needs)
     order = [j for j in jobs.values() if j.kind == "answer-key"] + [j for j in jobs.values() if j.kind == "recipe"]
     done: set[str] = set()
     out: list[Job] = []
-    while order:  # prerequisites first (a self-distilled recipe after its teacher's)
+    while order:  # prerequisites first (a self-distilled recipe after its teacher's, a taught one after its teacher)
         ready = [j for j in order if all(n in done for n in j.needs)]
         if not ready:
             raise ValueError("suite: circular recipe dependencies: " + ", ".join(j.name for j in order))

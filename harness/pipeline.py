@@ -118,9 +118,14 @@ def prepare_teacher_free_training(ctx: RunContext) -> None:
 
 
 def prepare_teacher(ctx: RunContext, needs_training_data: bool) -> None:
-    from harness.stages.teacher import check_models
+    from harness.stages.teacher import check_models, members
 
     check_models(ctx.recipe.teacher)
+    if "student" in members(ctx.recipe.teacher):  # the recipe of the student that teaches loads, before any work
+        from harness.models import resolve_model
+
+        graph = ctx.stages.recipe_graph(ctx.recipe.teacher.student.recipe, "teacher.student.recipe")
+        resolve_model(graph.recipe.student.model, "student.model")
     if needs_training_data:
         train = ctx.stages.train_dataset()
         if not train.queries:

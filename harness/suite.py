@@ -2,8 +2,9 @@
 
     harness suite recipes/scifact [--set k=v]... [--only PATTERN] [--json]
 
-Recipes run in name order, except that a self-distillation recipe runs after the recipe that trains its
-teacher. A failing recipe is reported and the suite goes on; the exit status is 1 if any failed. Each
+Recipes run in name order, except that a recipe runs after the recipes whose trained students it reads: a
+self-distillation recipe after the recipe that trains its teacher, a recipe taught by a student
+(``teacher.student.recipe``) after the recipe that trains that student. A failing recipe is reported and the suite goes on; the exit status is 1 if any failed. Each
 recipe writes its own results.json (see :mod:`harness.pipeline`); the suite adds ``suite-<name>.json`` beside
 the run directories with per-recipe wall times and ``cold_cache_seconds``: every stage the suite needs, each
 built once, as long as their builds took whenever they ran (what the suite costs from an empty cache; a
@@ -52,23 +53,26 @@ def suite_recipes(folder: "str | Path", overrides=(), only: "str | None" = None)
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise RecipeError([f"{root}: recipes share a name (and would share a run directory): {', '.join(sorted(dupes))}"])
-    # self-distillation after the recipe of its teacher
-    by_path = {find_recipe(x.path).resolve(): i for i, x in enumerate(loaded)}
+    # a recipe after the recipes whose students it reads: a self-distilled student's teacher, a student that
+    # teaches (chains too: a self-distilled student of a student taught by another recipe's student)
+    from harness.stages.graph import needed_recipes
 
-    def rank(x: LoadedRecipe) -> int:
-        if x.recipe.method != "student":
-            return 0
-        from harness.distill.variants import variant_of
+    by_path = {find_recipe(x.path).resolve(): x for x in loaded}
+    depths: dict[str, int] = {}
 
-        first = variant_of(x.recipe).after(x.recipe)  # a recipe this one needs trained first
-        if not first:
-            return 0
-        try:
-            return 1 + (by_path.get(find_recipe(first).resolve(), -1) >= 0)
-        except RecipeError:
-            return 1
+    def depth(x: LoadedRecipe, seen: tuple = ()) -> int:
+        if x.name not in depths:
+            d = 0
+            for spec in needed_recipes(x.recipe):
+                try:
+                    first = by_path.get(find_recipe(spec).resolve())
+                except RecipeError:
+                    first = None
+                d = max(d, 1 if first is None or first.name in seen else 1 + depth(first, (*seen, x.name)))
+            depths[x.name] = d
+        return depths[x.name]
 
-    return sorted(loaded, key=lambda x: (rank(x), x.name))
+    return sorted(loaded, key=lambda x: (depth(x), x.name))
 
 
 def _row(payload: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -154,17 +154,35 @@ class BiEncoderSection:
 
 
 @dataclass(frozen=True)
+class StudentTeacherSection:
+    recipe: str = param("", doc="Recipe (file or shipped name) whose trained student, of any family, scores as the "
+                                "teacher (its own similarity: cosine, MaxSim or sparse dot), e.g. "
+                                "\"scifact/dense-multitask\"; a suite runs that recipe first. A run's --set "
+                                "overrides reach that recipe too, except those of teacher, student, distill and "
+                                "negatives (this recipe's own method): a slice trains its teacher on the slice.")
+    query_max_len: int = param(0, doc="Query tokens (0 = the teacher-student's evaluation length).",
+                               check=non_negative)
+    doc_max_len: int = param(0, doc="Passage tokens (0 = the teacher-student's evaluation length).",
+                             check=non_negative)
+
+
+TEACHER_MEMBERS = ("bm25", "bi-encoder", "cross-encoder", "student")
+
+
+@dataclass(frozen=True)
 class EnsembleSection:
     members: list[str] = param(
-        ["bi-encoder", "bm25"], doc='Fused scorers, from "bm25", "bi-encoder", "cross-encoder".', check=non_empty)
+        ["bi-encoder", "bm25"], doc='Fused scorers, from "bm25", "bi-encoder", "cross-encoder", "student".',
+        check=non_empty)
     weights: list[float] = param([0.6, 0.4], doc="One weight per member.", check=non_empty)
     normalize: Literal["zscore", "minmax"] = param(
         "zscore", doc="Per-query normalisation of each member over the query's BM25 pool.")
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.members if m not in ("bm25", "bi-encoder", "cross-encoder")]
+        bad = [m for m in self.members if m not in TEACHER_MEMBERS]
         if bad:
-            raise ValueError(f'members: expected members from "bm25", "bi-encoder", "cross-encoder", got "{bad[0]}"')
+            raise ValueError("members: expected members from " + ", ".join(f'"{m}"' for m in TEACHER_MEMBERS)
+                             + f', got "{bad[0]}"')
         if len(set(self.members)) != len(self.members):
             raise ValueError("members: expected each member once")
         if len(self.weights) != len(self.members):
@@ -174,8 +192,9 @@ class EnsembleSection:
 
 @dataclass(frozen=True)
 class TeacherSection:
-    kind: Literal["cross-encoder", "bi-encoder", "ensemble"] = param(
-        "ensemble", doc="cross-encoder (hub name, path, or fine-tuned here), bi-encoder, or an ensemble.")
+    kind: Literal["cross-encoder", "bi-encoder", "student", "ensemble"] = param(
+        "ensemble", doc="cross-encoder (hub name, path, or fine-tuned here), bi-encoder, student (a student "
+                        "another recipe trains), or an ensemble.")
     model: str = param("cross-encoder/ms-marco-MiniLM-L-6-v2",
                        doc="Cross-encoder: hub name or local path (ignored when finetune.enabled).")
     max_len: int = param(256, doc="Cross-encoder: tokens of query + passage when scoring.", check=positive)
@@ -186,7 +205,14 @@ class TeacherSection:
                                   "is weaker than BM25.")
     finetune: FinetuneSection = param(FinetuneSection)
     bi_encoder: BiEncoderSection = param(BiEncoderSection)
+    student: StudentTeacherSection = param(StudentTeacherSection)
     ensemble: EnsembleSection = param(EnsembleSection)
+
+    def __post_init__(self) -> None:
+        named = self.kind == "student" or (self.kind == "ensemble" and "student" in self.ensemble.members)
+        if named and not self.student.recipe:
+            raise ValueError('student.recipe: expected the recipe whose trained student is the teacher (the teacher '
+                             'names a "student" member), e.g. "scifact/dense-multitask"')
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.context import RunContext
 
 
+def needed_recipes(recipe) -> list[str]:
+    """The recipes whose trained students this recipe's graph reads (a suite runs them first): a
+    self-distilled student's teacher (``distill.self.teacher``) and a student that teaches
+    (``teacher.student.recipe``), as the recipe names them."""
+    from harness.pipeline import uses_teacher
+
+    out = []
+    if recipe.method == "student":
+        from harness.distill.variants import variant_of
+
+        first = variant_of(recipe).after(recipe)
+        if first:
+            out.append(first)
+    if uses_teacher(recipe) and "student" in _teacher.members(recipe.teacher):
+        out.append(recipe.teacher.student.recipe)
+    return list(dict.fromkeys(out))
+
+
+def answer_key_needs(recipe) -> list[str]:
+    """The recipes whose trained students the answer key reads (a student that teaches)."""
+    return [recipe.teacher.student.recipe] if "student" in _teacher.members(recipe.teacher) else []
+
+
 class StageGraph:
     def __init__(self, ctx: "RunContext"):
         self.ctx = ctx
@@ -99,9 +122,24 @@ class StageGraph:
         return _teacher.finetune_stage(self.store, t.finetune, self.groups(), self.train_dataset(),
                                        r.data.doc_fields, r.seed, r.train.checkpoint_every)
 
+    def teacher_student(self) -> "_teacher.TeacherStudent | None":
+        """The trained student that teaches, when ``[teacher]`` names a "student" member (trained here when
+        its recipe's run has not trained it yet)."""
+        t = self.recipe.teacher
+        if "student" not in _teacher.members(t):
+            return None
+        from harness.students import eval_lengths
+
+        graph = self.recipe_graph(t.student.recipe, "teacher.student.recipe")
+        stage = graph.student()
+        query, doc = eval_lengths(graph.recipe)
+        return _teacher.TeacherStudent(stage, graph.recipe.student.family, t.student.query_max_len or query,
+                                       t.student.doc_max_len or doc, graph.trained_student)
+
     def teacher_key(self) -> dict[str, Any]:
         r = self.recipe
-        return _teacher.teacher_key(r.teacher, r.data.doc_fields, r.bm25, self.finetuned_teacher())
+        return _teacher.teacher_key(r.teacher, r.data.doc_fields, r.bm25, self.finetuned_teacher(),
+                                    self.teacher_student())
 
     def teacher(self, corpus: Dataset):
         """The recipe's teacher over ``corpus`` (built once per run, or per suite)."""
@@ -110,7 +148,8 @@ class StageGraph:
         r = self.recipe
         return self._memo(f"teacher:{config_hash(self.teacher_key())}:{corpus.corpus_fingerprint()}",
                           lambda: _teacher.build_teacher(r.teacher, corpus, r.data.doc_fields, r.bm25,
-                                                         self.finetuned_teacher(), lambda: self.bm25_index(corpus)))
+                                                         self.finetuned_teacher(), lambda: self.bm25_index(corpus),
+                                                         self.teacher_student()))
 
     def teacher_rerank(self, ds: Dataset) -> Stage:
         candidates = self.bm25_run(ds, self.recipe.teacher.rerank_depth)
@@ -152,31 +191,44 @@ class StageGraph:
 
     def self_teacher(self) -> "StageGraph":
         """The graph of the recipe (``distill.self.teacher``) whose trained student teaches this one."""
+        return self.recipe_graph(self.recipe.distill.self.teacher, "distill.self.teacher", same_family=True)
+
+    def recipe_graph(self, spec: str, field: str, same_family: bool = False) -> "StageGraph":
+        """The graph of another recipe (named by ``field``) whose trained student this run needs: a
+        self-distilled student's teacher, or a student that teaches (``teacher.student.recipe``)."""
         from harness.context import RunContext
         from harness.errors import RecipeError
         from harness.recipe import load_recipe
 
         ctx = self.ctx
-        spec = self.recipe.distill.self.teacher
+
+        # the same --set overrides as this run (a CI slice trains its teacher-student on the same slice), less
+        # those that define this recipe's own student and teacher when another family's student teaches
+        own = ("name", "description") if same_family else ("name", "description", "teacher", "student", "distill",
+                                                           "negatives")
 
         def make() -> RunContext:
-            # the same --set overrides as this run (a CI slice trains its teacher-student on the same slice)
-            overrides = [o for o in ctx.loaded.overrides if o.split("=", 1)[0].strip() not in ("name", "description")]
+            overrides = [o for o in ctx.loaded.overrides
+                         if o.split("=", 1)[0].strip().split(".", 1)[0] not in own
+                         and o.split("=", 1)[0].strip() not in own]
             try:
                 loaded = load_recipe(spec, overrides)
             except RecipeError as exc:  # name the field that points there, then what is wrong with it
-                raise RecipeError([f"{ctx.loaded.source_of('distill.self.teacher')}: distill.self.teacher: {p}"
-                                   for p in exc.problems]) from None
+                raise RecipeError([f"{ctx.loaded.source_of(field)}: {field}: {p}" for p in exc.problems]) from None
             if loaded.recipe.method != "student" or loaded.recipe.distill.variant in ("none", "self"):
-                raise RecipeError([f"{ctx.loaded.path}: distill.self.teacher: {spec} must train a student "
+                raise RecipeError([f"{ctx.loaded.source_of(field)}: {field}: {spec} must train a student "
                                    "(method \"student\", a variant other than none/self)"])
-            if loaded.recipe.student.family != ctx.recipe.student.family:
-                raise RecipeError([f"{ctx.loaded.path}: distill.self.teacher: {spec} trains a "
+            if same_family and loaded.recipe.student.family != ctx.recipe.student.family:
+                raise RecipeError([f"{ctx.loaded.source_of(field)}: {field}: {spec} trains a "
                                    f"{loaded.recipe.student.family} student; self-distillation needs the same "
                                    f"family ({ctx.recipe.student.family})"])
+            if field == "teacher.student.recipe" and "student" in _teacher.members(loaded.recipe.teacher):
+                raise RecipeError([f"{ctx.loaded.source_of(field)}: {field}: {spec} is itself taught by a student "
+                                   f"({loaded.recipe.teacher.student.recipe}); name the recipe that trains it "
+                                   "from a teacher model"])
             return RunContext(loaded, ctx.store, ctx.store.root / loaded.name, cache=ctx.cache)
 
-        return self._memo(f"self-ctx:{spec}", make).stages
+        return self._memo(f"recipe-ctx:{field}:{spec}", make).stages
 
     # ---- 6 index ---------------------------------------------------------------------------------------
 

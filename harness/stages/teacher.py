@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from harness.artifacts import SHARED, Stage, Store
@@ -57,10 +58,15 @@ def finetune_stage(store: Store, ft, groups: Stage, train: Dataset, fields, seed
     return stage
 
 
-def teacher_key(teacher, fields, bm25, finetuned: "Stage | None") -> dict[str, Any]:
+def teacher_key(teacher, fields, bm25, finetuned: "Stage | None",
+                student: "TeacherStudent | None" = None) -> dict[str, Any]:
     """Everything that determines the teacher's scores: ``[teacher]``, ``data.doc_fields``, ``[bm25]`` (an
-    ensemble member), and the fine-tuned cross-encoder's stage when there is one."""
+    ensemble member), the fine-tuned cross-encoder's stage when there is one, and the trained student's
+    stage (with the lengths it reads) when a student teaches."""
     parts: dict[str, Any] = {"kind": teacher.kind, "fields": list(fields)}
+    if student is not None:
+        parts["student"] = {"stage": student.stage.hash, "family": student.family,
+                            "query_max_len": student.query_max_len, "doc_max_len": student.doc_max_len}
     for member in members(teacher):
         if member == "cross-encoder":
             model = (f"finetuned:{finetuned.hash}" if finetuned is not None
@@ -80,9 +86,18 @@ def teacher_key(teacher, fields, bm25, finetuned: "Stage | None") -> dict[str, A
 
 
 def build_teacher(teacher, corpus: Dataset, fields, bm25, finetuned: "Stage | None",
-                  bm25_index: Callable[[], Stage]) -> Teacher:
-    """``[teacher]`` over ``corpus``; ``bm25_index`` gives the corpus's BM25 index (an ensemble member)."""
+                  bm25_index: Callable[[], Stage], student: "TeacherStudent | None" = None) -> Teacher:
+    """``[teacher]`` over ``corpus``; ``bm25_index`` gives the corpus's BM25 index (an ensemble member),
+    ``student`` the trained student that teaches (a "student" member)."""
     docs = corpus.doc_store()
+
+    def trained() -> Teacher:
+        from harness.teachers.student import StudentTeacher
+
+        if student is None:
+            raise ValueError('the teacher names a "student" member but no trained student was given')
+        return StudentTeacher(student.load(), student.family, docs, fields, student.query_max_len,
+                              student.doc_max_len)
 
     def cross() -> Teacher:
         from harness.teachers.cross_encoder import CrossEncoderTeacher
@@ -101,15 +116,29 @@ def build_teacher(teacher, corpus: Dataset, fields, bm25, finetuned: "Stage | No
         return cross()
     if teacher.kind == "bi-encoder":
         return bi()
+    if teacher.kind == "student":
+        return trained()
     from harness.index.lucene import BM25PairScorer
     from harness.teachers.ensemble import BM25Member, EnsembleTeacher
 
     def lexical() -> BM25Member:
         return BM25Member(BM25PairScorer(bm25_index().dir / "index", bm25.k1, bm25.b))
 
-    build = {"cross-encoder": cross, "bi-encoder": bi, "bm25": lexical}
+    build = {"cross-encoder": cross, "bi-encoder": bi, "bm25": lexical, "student": trained}
     parts = [(m, w, build[m]()) for m, w in zip(teacher.ensemble.members, teacher.ensemble.weights)]
     return EnsembleTeacher(parts, docs, fields, teacher.ensemble.normalize)
+
+
+@dataclass(frozen=True)
+class TeacherStudent:
+    """The trained student that teaches (``[teacher.student]``): its stage, family, the lengths it reads texts
+    at, and how to load it (once per run or suite)."""
+
+    stage: Stage
+    family: str
+    query_max_len: int
+    doc_max_len: int
+    load: Callable[[], Any]
 
 
 def rerank_stage(store: Store, key: dict[str, Any], candidates: Stage, ds: Dataset,
@@ -135,4 +164,5 @@ def rerank_stage(store: Store, key: dict[str, Any], candidates: Stage, ds: Datas
     return stage
 
 
-__all__ = ["build_teacher", "check_models", "finetune_stage", "members", "rerank_stage", "teacher_key"]
+__all__ = ["TeacherStudent", "build_teacher", "check_models", "finetune_stage", "members", "rerank_stage",
+           "teacher_key"]
