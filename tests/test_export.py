@@ -57,6 +57,10 @@ def test_model_card_names_the_loader_of_each_family_and_a_self_teacher():
     m = {**MANIFEST, "config": {**MANIFEST["config"], "distill": {"variant": "self", "self": {"teacher": "scifact/colbert-static"}}}}
     card = model_card(RESULTS, m)
     assert "the trained student of `scifact/colbert-static`" in card and "cross-encoder `" not in card
+    taught = {"kind": "ensemble", "ensemble": {"members": ["student", "bm25"], "weights": [0.8, 0.2]},
+              "student": {"recipe": "scifact/dense-multitask"}}
+    card = model_card(RESULTS, {**MANIFEST, "config": {**MANIFEST["config"], "teacher": taught}})
+    assert "| teacher | ensemble of 0.8 × the trained student of `scifact/dense-multitask` + 0.2 × BM25 |" in card
 
 
 def _run_and_export(recipe: str, runs: Path, dest: Path, queries: int, docs: int, env: "dict | None" = None) -> dict:

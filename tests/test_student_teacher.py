@@ -117,15 +117,18 @@ def test_a_student_teacher_without_a_recipe_is_refused_with_its_field(tmp_path):
     assert '"student"' in str(err.value) and "students" in str(err.value)
 
 
-@pytest.mark.parametrize("spec, words", [("scifact/nope", "teacher.student.recipe"),
+@pytest.mark.parametrize("spec, words", [("scifact/nope", "scifact/nope: recipe not found"),
                                          ("scifact/dense-untrained", "must train a student")])
 def test_a_bad_teacher_student_fails_before_any_work(tmp_path, data_dir, spec, words):
-    out = run_cli("run", "scifact/splade-static", "--runs-dir", str(tmp_path), "--set", 'teacher.kind="student"',
-                  "--set", f'teacher.student.recipe="{spec}"')
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert words in out.stderr and "teacher.student.recipe" in out.stderr
-    assert not any(p.name.startswith(("answer-key", "student-")) for p in (tmp_path / "_shared").glob("*")) \
-        if (tmp_path / "_shared").exists() else True
+    runs = tmp_path / "runs"
+    teach = ["--set", 'teacher.kind="student"', "--set", f'teacher.student.recipe="{spec}"']
+    for args in (["validate", "scifact/splade-static", "--data", *teach],
+                 ["run", "scifact/splade-static", "--runs-dir", str(runs), *teach]):
+        out = run_cli(*args)
+        assert out.returncode == 2, out.stderr[-2000:]
+        (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+        assert "teacher.student.recipe: " in line and words in line, line
+    assert not runs.exists() or not any(runs.rglob("*-*"))  # nothing built
 
 
 @pytest.mark.e2e

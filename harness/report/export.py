@@ -95,7 +95,8 @@ def model_card(results: dict[str, Any], manifest: dict[str, Any], load_path: str
     lengths = served_lengths(results)
     snippet = _load_snippet(family, load_path, lengths)
     models = {"cross-encoder": f"cross-encoder `{_hub(teacher.get('model'))}`",
-              "bi-encoder": f"bi-encoder `{_hub(teacher.get('bi_encoder', {}).get('model'))}`", "bm25": "BM25"}
+              "bi-encoder": f"bi-encoder `{_hub(teacher.get('bi_encoder', {}).get('model'))}`", "bm25": "BM25",
+              "student": f"the trained student of `{teacher.get('student', {}).get('recipe')}`"}
     if teacher.get("kind") == "ensemble":
         ens = teacher.get("ensemble", {})
         teacher_name = "ensemble of " + " + ".join(
