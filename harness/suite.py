@@ -4,11 +4,12 @@
 
 Recipes run in name order, except that a recipe runs after the recipes whose trained students it reads: a
 self-distillation recipe after the recipe that trains its teacher, a recipe taught by a student
-(``teacher.student.recipe``) after the recipe that trains that student. A failing recipe is reported and the suite goes on; the exit status is 1 if any failed. Each
-recipe writes its own results.json (see :mod:`harness.pipeline`); the suite adds ``suite-<name>.json`` beside
-the run directories with per-recipe wall times and ``cold_cache_seconds``: every stage the suite needs, each
-built once, as long as their builds took whenever they ran (what the suite costs from an empty cache; a
-second invocation that reuses everything takes seconds but reports the same figure).
+(``teacher.student.recipe``) after the recipe that trains that student. A failing recipe is reported and the
+suite goes on; the exit status is 1 if any failed. Each recipe writes its own results.json (see
+:mod:`harness.pipeline`); the suite adds ``suite-<name>.json`` beside the run directories with per-recipe wall
+times and ``cold_cache_seconds``: every stage the suite needs, each built once, as long as their builds took
+whenever they ran (what the suite costs from an empty cache; a second invocation that reuses everything takes
+seconds but reports the same figure).
 """
 
 from __future__ import annotations

@@ -54,6 +54,30 @@ def test_a_student_teacher_scores_pairs_as_the_student_does(family, fp32):
     assert teacher.calls == 2
 
 
+def test_the_teachers_key_follows_the_trained_student_and_only_its_members():
+    """Retraining the student that teaches is another teacher (another answer key); a student alone reads
+    nothing of [bm25]; the shipped teacher's key is unchanged by the new member."""
+    from types import SimpleNamespace
+
+    from harness.recipe import load_recipe
+    from harness.stages.teacher import TeacherStudent, teacher_key
+
+    def key(overrides, stage_hash="a" * 64, k1=0.9):
+        r = load_recipe("scifact/splade-static", overrides).recipe
+        student = TeacherStudent(SimpleNamespace(hash=stage_hash), "dense", 256, 256, lambda: None)
+        return teacher_key(r.teacher, r.data.doc_fields, SimpleNamespace(k1=k1, b=0.4), None, student)
+
+    alone = ['teacher.kind="student"', 'teacher.student.recipe="scifact/dense-multitask"']
+    assert "bm25" not in key(alone) and key(alone)["student"]["stage"] == "a" * 64
+    assert key(alone, k1=1.2) == key(alone)
+    assert key(alone, "b" * 64) != key(alone)
+    fused = ['teacher.ensemble.members=["student","bm25"]', 'teacher.ensemble.weights=[0.8,0.2]',
+             'teacher.student.recipe="scifact/dense-multitask"']
+    assert key(fused, k1=1.2) != key(fused) and key(fused, "b" * 64) != key(fused)
+    shipped = key([])
+    assert set(shipped) == {"kind", "fields", "bi-encoder", "bm25", "weights", "normalize"}
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text).lstrip())
     return path

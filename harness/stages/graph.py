@@ -208,9 +208,7 @@ class StageGraph:
                                                            "negatives")
 
         def make() -> RunContext:
-            overrides = [o for o in ctx.loaded.overrides
-                         if o.split("=", 1)[0].strip().split(".", 1)[0] not in own
-                         and o.split("=", 1)[0].strip() not in own]
+            overrides = [o for o in ctx.loaded.overrides if o.split("=", 1)[0].strip().split(".", 1)[0] not in own]
             try:
                 loaded = load_recipe(spec, overrides)
             except RecipeError as exc:  # name the field that points there, then what is wrong with it

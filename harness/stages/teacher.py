@@ -64,9 +64,6 @@ def teacher_key(teacher, fields, bm25, finetuned: "Stage | None",
     ensemble member), the fine-tuned cross-encoder's stage when there is one, and the trained student's
     stage (with the lengths it reads) when a student teaches."""
     parts: dict[str, Any] = {"kind": teacher.kind, "fields": list(fields)}
-    if student is not None:
-        parts["student"] = {"stage": student.stage.hash, "family": student.family,
-                            "query_max_len": student.query_max_len, "doc_max_len": student.doc_max_len}
     for member in members(teacher):
         if member == "cross-encoder":
             model = (f"finetuned:{finetuned.hash}" if finetuned is not None
@@ -77,6 +74,11 @@ def teacher_key(teacher, fields, bm25, finetuned: "Stage | None",
             parts["bi-encoder"] = {"model": model_identity(bi.model, "teacher.bi_encoder.model"),
                                    "pooling": bi.pooling, "normalize": bi.normalize,
                                    "query_max_len": bi.query_max_len, "doc_max_len": bi.doc_max_len}
+        elif member == "student":
+            if student is None:
+                raise ValueError('the teacher names a "student" member but no trained student was given')
+            parts["student"] = {"stage": student.stage.hash, "family": student.family,
+                                "query_max_len": student.query_max_len, "doc_max_len": student.doc_max_len}
         else:
             parts["bm25"] = {"k1": bm25.k1, "b": bm25.b, "pyserini": package_versions().get("pyserini")}
     if teacher.kind == "ensemble":
