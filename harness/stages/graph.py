@@ -5,6 +5,9 @@
           │          └─ larger student (self) ─┘                                    (per recipe, eval set)
           └─ teacher rerank (per eval set) ─▶ reference
 
+A teacher may itself be another recipe's trained student (``teacher.student.recipe``): its graph is built beside
+this one (:meth:`StageGraph.recipe_graph`) and its student stage is part of the teacher's key.
+
 Stage functions (``harness/stages/<stage>.py``) never see the run; this module is the only place that
 reads a recipe to wire them. Loaded things (runs, groups, the answer key, models, a teacher's passage
 embeddings) are memoised in the run's cache, which a suite shares between its recipes (content-keyed).
