@@ -6,10 +6,10 @@
 The jobs follow the stage graph: one job per distinct answer key (the teacher scoring the training pairs)
 runs before the students that train on it, and a self-distilled student's job after the job of the recipe
 that trains its teacher-student (likewise a job taught by a student, ``teacher.student.recipe``, and its
-answer key's job, after the job that trains that student). Under Slurm every job is submitted at once with ``afterok`` dependencies
-(``--kill-on-invalid-dep``: a failed prerequisite cancels what needs it) and Slurm schedules them; the
-local executor (submitit's, one process per job) starts a job when its prerequisites have finished and
-fewer than ``workers`` run. Jobs share one runs directory: the per-stage locks
+answer key's job, after the job that trains that student). Under Slurm every job is submitted at once with
+``afterok`` dependencies (``--kill-on-invalid-dep``: a failed prerequisite cancels what needs it) and Slurm
+schedules them; the local executor (submitit's, one process per job) starts a job when its prerequisites
+have finished and fewer than ``workers`` run. Jobs share one runs directory: the per-stage locks
 (:mod:`harness.artifacts.locks`, lock files beside the stages, holder host and pid recorded) make every
 stage built once however many jobs need it, on one machine or several sharing a filesystem. The submitting
 process waits, then writes the suite's table as ``harness suite`` does; submitit's logs are in
@@ -53,7 +53,6 @@ def _answer_key_id(loaded: LoadedRecipe) -> str:
 def plan(recipes: Sequence[LoadedRecipe]) -> list[Job]:
     """The suite's jobs, each after the jobs it needs (answer keys first)."""
     from harness.distill.variants import variant_of
-
     from harness.stages.graph import answer_key_needs, needed_recipes
 
     jobs: dict[str, Job] = {}

@@ -48,14 +48,14 @@ class StudentTeacher(Teacher):
         """Encode every passage of ``requests`` once, in first-appearance order (a plan fixed by the requests
         alone, so a stage scores the same whether it resumed or followed other work). ``partial`` is not used:
         a resumed stage encodes again, to the same representations."""
-        ids = list(dict.fromkeys(d for r in requests for d in r.doc_ids))
+        self._encode(list(dict.fromkeys(d for r in requests for d in r.doc_ids)))
+
+    def _encode(self, ids: Sequence[str]) -> None:
         if ids:
             self._doc_rep.update(zip(ids, self.student.infer_docs([self.text(d) for d in ids], self.doc_max_len)))
 
     def _doc_reps(self, doc_ids: Sequence[str]) -> list:
-        todo = list(dict.fromkeys(d for d in doc_ids if d not in self._doc_rep))
-        if todo:
-            self._doc_rep.update(zip(todo, self.student.infer_docs([self.text(d) for d in todo], self.doc_max_len)))
+        self._encode(list(dict.fromkeys(d for d in doc_ids if d not in self._doc_rep)))
         return [self._doc_rep[d] for d in doc_ids]
 
     def score(self, requests: Sequence[Request]) -> list[np.ndarray]:
