@@ -346,3 +346,81 @@ def test_bias_lr_is_a_training_setting_in_the_student_key_only_when_set():
     assert student_settings(plain) == student_settings(fast)  # not a model setting: the saved student is alike
     s = SimpleNamespace(vocab_bias=lambda: "bias")
     assert fam.learning_rates(plain, s) == [] and fam.learning_rates(fast, s) == [(["bias"], 0.01)]
+
+
+CORPUS = ["suboptimal nutrition and premature death", "Suboptimal dosing of antibiotics",
+          "progenitors divide; progenitors differentiate", "the proliferative capacity of progenitors",
+          "a zzqvx assay", "nutrition in the elderly"]
+
+
+def test_domain_words_are_corpus_words_the_tokenizer_cuts_in_at_least_two_passages(tiny_mlm):
+    from harness.students.splade import domain_words
+
+    tok = splade(tiny_mlm).tokenizer
+    words = domain_words(tok, iter(CORPUS), 10)
+    # in 2 passages each (case folded by the uncased tokenizer), cut into pieces; "nutrition" is one token
+    # already, "zzqvx" and "proliferative" are in one passage only
+    assert words == ["progenitors", "suboptimal"]
+    assert all(len(tok.tokenize(w)) >= 2 for w in words)
+    assert domain_words(tok, iter(CORPUS), 1) == ["progenitors"]  # most passages first, then alphabetical
+    assert domain_words(tok, iter(CORPUS), 10, min_df=1)[:2] == ["progenitors", "suboptimal"]
+    assert "zzqvx" in domain_words(tok, iter(CORPUS), 10, min_df=1)
+    assert domain_words(tok, iter(CORPUS), 10, max_docs=2) == ["suboptimal"]  # only the passages read
+
+
+def test_domain_words_become_one_term_each_and_survive_save_and_load(tiny_mlm, tmp_path):
+    from harness.students.splade import add_domain_words
+
+    s = splade(tiny_mlm)
+    emb = s.mlm.get_input_embeddings().weight
+    size, pieces = emb.shape[0], s.tokenizer.convert_tokens_to_ids(s.tokenizer.tokenize("suboptimal"))
+    expected = emb[pieces].detach().mean(0)
+    assert add_domain_words(s, ["suboptimal", "progenitors"]) == 2
+    assert add_domain_words(s, ["suboptimal"]) == 0  # already a term
+    assert s.tokenizer.tokenize("Suboptimal nutrition; suboptimality") == (
+        ["suboptimal", "nutrition", ";"] + s.tokenizer.tokenize("suboptimality"))  # whole words only
+    new_id = s.tokenizer.convert_tokens_to_ids("suboptimal")
+    emb = s.mlm.get_input_embeddings().weight
+    assert new_id == size and emb.shape[0] == size + 2
+    assert torch.allclose(emb[new_id], expected)  # the mean of its pieces
+    assert s.mlm.cls.predictions.decoder.weight is emb  # still tied: the new row is also the term's output row
+    bias = s.vocab_bias()
+    assert bias.shape[0] == size + 2 and torch.allclose(bias[new_id], bias[:size][s.term_mask[:size].bool()].mean())
+    assert s.term_mask.shape[0] == size + 2 and s.term_mask[size:].eq(1).all()
+    assert s.vocab[new_id] == "suboptimal"
+    with torch.no_grad():
+        d = s.encode_docs(CORPUS)
+    assert d.shape == (len(CORPUS), size + 2)
+    s.save(tmp_path / "saved")
+    again = load_student(tmp_path / "saved")
+    assert again.tokenizer.tokenize("Suboptimal") == ["suboptimal"]
+    with torch.no_grad():
+        assert torch.allclose(again.encode_docs(CORPUS), d, atol=1e-5)
+
+
+def test_vocab_words_is_a_setting_of_the_student_only_when_set():
+    from harness.recipe import load_recipe
+    from harness.students import student_settings
+
+    plain = load_recipe("scifact/splade-static").recipe
+    domain = load_recipe("scifact/splade-static", ["student.splade.vocab_words=2000"]).recipe
+    assert "vocab_words" not in student_settings(plain)  # students built before the setting keep their key
+    assert student_settings(domain)["vocab_words"] == 2000  # a different student: another stage
+    with pytest.raises(Exception, match="vocab_words"):
+        load_recipe("scifact/splade-static", ["student.splade.vocab_words=-1"])
+
+
+def test_the_family_adapts_a_student_to_its_corpus_only_when_asked(tiny_mlm):
+    from harness.recipe import load_recipe
+    from harness.students.families import family_of
+
+    plain = load_recipe("scifact/splade-static").recipe
+    domain = load_recipe("scifact/splade-static", ["student.splade.vocab_words=5"]).recipe
+    s = splade(tiny_mlm)
+    size = s.term_mask.shape[0]
+    assert family_of(plain).adapt(s, plain, iter(CORPUS)) == {} and s.term_mask.shape[0] == size
+    assert family_of(domain).adapt(s, domain, iter(CORPUS)) == {"vocab_words_added": 2}
+    assert s.term_mask.shape[0] == size + 2
+    # a student that has them (a saved domain student a self-distilled one starts from) gets no others
+    assert family_of(domain).adapt(s, domain, iter(CORPUS)) == {"vocab_words_added": 0}
+    assert s.term_mask.shape[0] == size + 2

@@ -232,6 +232,12 @@ class SpladeSection:
                  "(5e-5) an Adam step moves it ~5e-5, so over SciFact's 104 steps a term's prior barely moves "
                  "against logits of order 1. SciFact dev, multi-task: nDCG@10 0.7196 at 1e-2 against 0.7205 at "
                  "train.lr (fp32, one machine): not a default.", check=non_negative)
+    vocab_words: int = param(
+        0, doc="Domain vocabulary: before training, add up to this many words of the training corpus that the "
+               "tokenizer cuts into pieces as terms of their own (most passages first, in at least 2 passages; "
+               "the first 100,000 passages read), each initialised with the mean of its pieces' embeddings, so "
+               "'suboptimal' is one term instead of sub ##op ##ti ##mal. 0 = the backbone's vocabulary.",
+        check=non_negative)
 
 
 @dataclass(frozen=True)

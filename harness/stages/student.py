@@ -139,6 +139,7 @@ def _train(recipe, train: Dataset, stage: Stage, out: Path, groups, targets, ini
             if isinstance(m, torch.nn.Dropout):
                 m.p = recipe.train.dropout
     info: dict[str, Any] = {"device": str(get_device()), "initialised_from": str(backbone)}
+    info.update(family_of(recipe).adapt(student, recipe, (d.contents(fields) for d in train.docs())))
     from harness import distributed
 
     if distributed.active():

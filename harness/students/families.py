@@ -12,7 +12,7 @@ imports no torch: recipes name families before any model is loaded. A new family
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from harness.registry import FAMILIES
 
@@ -44,6 +44,11 @@ class Family:
     def fixed_query_length(self, recipe) -> bool:
         """Whether served queries keep the training query length (else: the backbone's maximum)."""
         return False
+
+    def adapt(self, student, recipe, corpus_texts: "Iterator[str]") -> dict[str, Any]:
+        """Fit a freshly built student to its training corpus before training (``corpus_texts``: the corpus's
+        passages as they are encoded, streamed); returns figures for the run's training info. Default: nothing."""
+        return {}
 
     def index_key(self, recipe) -> dict[str, Any]:
         """The index settings that change what the index stage writes."""
@@ -98,6 +103,8 @@ class SpladeFamily(Family):
 
         out = {k: v for k, v in vars(recipe.student.splade).items()
                if k not in ("lambda_q", "lambda_d", "flops_ramp", "bias_lr")}  # training settings: student_key
+        if not out.get("vocab_words"):  # (absent at its default: students built before it keep their key)
+            out.pop("vocab_words", None)
         out["calibration_max_len"] = eval_lengths(recipe)[1]  # the sparse start counts terms as the index reads
         return out
 
@@ -122,6 +129,14 @@ class SpladeFamily(Family):
         if recipe.student.layers > 0:  # a cut SPLADE's head is re-calibrated after truncation
             out["sparse_start"] = "calibrated after truncation"
         return out
+
+    def adapt(self, student, recipe, corpus_texts):
+        n = recipe.student.splade.vocab_words
+        if not n:
+            return {}
+        from harness.students.splade import add_domain_words, domain_words
+
+        return {"vocab_words_added": add_domain_words(student, domain_words(student.tokenizer, corpus_texts, n))}
 
     def regulariser(self, recipe):
         s = recipe.student.splade

@@ -29,9 +29,10 @@ head then reads lower-layer states and activates 2–3× more terms.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -183,6 +184,63 @@ def _init_head_from_embeddings(mlm) -> None:
         head.bias.zero_()
         if getattr(head.decoder, "bias", None) is not None:
             head.decoder.bias = head.bias
+
+
+DOMAIN_WORDS_MAX_DOCS = 100_000  # passages read to choose a domain vocabulary (enough for its df ranking)
+
+
+def domain_words(tokenizer, texts: Iterable[str], n: int, min_df: int = 2,
+                 max_docs: int = DOMAIN_WORDS_MAX_DOCS) -> list[str]:
+    """Up to ``n`` words of ``texts`` that ``tokenizer`` cuts into two or more pieces, in at least ``min_df``
+    passages, by passage count (then alphabetically): a corpus's own vocabulary, as the tokenizer normalises
+    and pre-tokenises it (lower-cased for an uncased model). Words must hold a letter; the first ``max_docs``
+    passages are read. In the spirit of AVocaDo (Hong et al., EMNLP 2021: domain words added to a pretrained
+    model's vocabulary before fine-tuning), chosen by document frequency, without a domain language model."""
+    from collections import Counter
+
+    backend = tokenizer.backend_tokenizer
+    df: Counter = Counter()
+    for text in itertools.islice(texts, max_docs):
+        norm = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
+        df.update({w for w, _ in backend.pre_tokenizer.pre_tokenize_str(norm)
+                   if len(w) > 1 and any(c.isalpha() for c in w)})
+    vocab, added = tokenizer.get_vocab(), tokenizer.get_added_vocab()
+    out: list[str] = []
+    for word, count in sorted(df.items(), key=lambda kv: (-kv[1], kv[0])):
+        if count < min_df or len(out) >= n:
+            break
+        # a word added before (a saved domain student built on, e.g. by self-distillation) is still chosen,
+        # so choosing again on the same corpus gives the same words and adds none
+        if word in added or (word not in vocab and len(tokenizer.tokenize(word)) >= 2):
+            out.append(word)
+    return out
+
+
+def add_domain_words(student: "Splade", words: Sequence[str]) -> int:
+    """Make each of ``words`` one vocabulary term of ``student``: a whole-word token of the tokenizer, its
+    input embedding (and so, tied, its output row) the mean of the embeddings of the pieces it was cut into,
+    its output bias the mean of the others' (the sparse start's calibrated level). Returns how many were new."""
+    from tokenizers import AddedToken
+
+    tok = student.tokenizer
+    new = [w for w in words if w not in tok.get_vocab()]
+    if not new:
+        return 0
+    pieces = [tok.convert_tokens_to_ids(tok.tokenize(w)) for w in new]
+    old_size = student.mlm.get_input_embeddings().weight.shape[0]
+    tok.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in new])
+    student.mlm.resize_token_embeddings(len(tok), mean_resizing=False)
+    emb, bias = student.mlm.get_input_embeddings().weight, student.vocab_bias()
+    with torch.no_grad():
+        for i, ids in enumerate(pieces):
+            emb[old_size + i] = emb[ids].mean(dim=0)
+        if bias is not None:
+            bias[old_size:] = bias[:old_size][student.term_mask[:old_size].bool()].mean()
+    keep = torch.ones(emb.shape[0], dtype=student.term_mask.dtype, device=student.term_mask.device)
+    keep[:old_size] = student.term_mask[:old_size]
+    student.term_mask = keep
+    student._vocab = None
+    return len(new)
 
 
 def calibrate_bias(student: Splade, texts: Sequence[str], target_terms: int, max_len: "int | None" = None) -> float:
