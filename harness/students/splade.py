@@ -230,15 +230,13 @@ def add_domain_words(student: "Splade", words: Sequence[str]) -> int:
     old_size = student.mlm.get_input_embeddings().weight.shape[0]
     tok.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in new])
     student.mlm.resize_token_embeddings(len(tok), mean_resizing=False)
-    emb, bias = student.mlm.get_input_embeddings().weight, student.vocab_bias()
+    emb, bias, mask = student.mlm.get_input_embeddings().weight, student.vocab_bias(), student.term_mask
     with torch.no_grad():
         for i, ids in enumerate(pieces):
             emb[old_size + i] = emb[ids].mean(dim=0)
         if bias is not None:
-            bias[old_size:] = bias[:old_size][student.term_mask[:old_size].bool()].mean()
-    keep = torch.ones(emb.shape[0], dtype=student.term_mask.dtype, device=student.term_mask.device)
-    keep[:old_size] = student.term_mask[:old_size]
-    student.term_mask = keep
+            bias[old_size:] = bias[:old_size][mask.bool()].mean()
+    student.term_mask = torch.cat([mask, mask.new_ones(len(new))])  # the new words are terms
     student._vocab = None
     return len(new)
 
