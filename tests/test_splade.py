@@ -368,6 +368,20 @@ def test_domain_words_are_corpus_words_the_tokenizer_cuts_in_at_least_two_passag
     assert domain_words(tok, iter(CORPUS), 10, max_docs=2) == ["suboptimal"]  # only the passages read
 
 
+def test_domain_words_need_a_fast_tokenizer_and_say_so():
+    from transformers.models import bert
+
+    from harness.errors import ModelError
+    from harness.models import minilm_path
+    from harness.students.splade import domain_words
+
+    # the pure-Python WordPiece: BertTokenizerLegacy in transformers 5, BertTokenizer before
+    slow = getattr(bert, "BertTokenizerLegacy", bert.BertTokenizer).from_pretrained(minilm_path())
+    assert not slow.is_fast
+    with pytest.raises(ModelError, match=r"^student\.splade\.vocab_words: BertTokenizer\w* has no fast"):
+        domain_words(slow, iter(CORPUS), 10)
+
+
 def test_domain_words_become_one_term_each_and_survive_save_and_load(tiny_mlm, tmp_path):
     from harness.students.splade import add_domain_words
 

@@ -198,6 +198,10 @@ def domain_words(tokenizer, texts: Iterable[str], n: int, min_df: int = 2,
     model's vocabulary before fine-tuning), chosen by document frequency, without a domain language model."""
     from collections import Counter
 
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"student.splade.vocab_words: {type(tokenizer).__name__} has no fast (Rust) tokenizer, "
+                         "which choosing domain words needs (its normaliser and pre-tokeniser); give the backbone a "
+                         "tokenizer.json or set vocab_words = 0")
     backend = tokenizer.backend_tokenizer
     df: Counter = Counter()
     for text in itertools.islice(texts, max_docs):
