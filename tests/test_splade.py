@@ -424,7 +424,7 @@ def test_vocab_words_is_a_setting_of_the_student_only_when_set():
         load_recipe("scifact/splade-static", ["student.splade.vocab_words=-1"])
 
 
-def test_the_family_adapts_a_student_to_its_corpus_only_when_asked(tiny_mlm):
+def test_the_family_adapts_a_student_to_its_corpus_only_when_asked(tiny_mlm, caplog):
     from harness.recipe import load_recipe
     from harness.students.families import family_of
 
@@ -433,7 +433,9 @@ def test_the_family_adapts_a_student_to_its_corpus_only_when_asked(tiny_mlm):
     s = splade(tiny_mlm)
     size = s.term_mask.shape[0]
     assert family_of(plain).adapt(s, plain, iter(CORPUS)) == {} and s.term_mask.shape[0] == size
-    assert family_of(domain).adapt(s, domain, iter(CORPUS)) == {"vocab_words_added": 2}
+    with caplog.at_level("INFO", logger="harness"):
+        assert family_of(domain).adapt(s, domain, iter(CORPUS)) == {"vocab_words_added": 2}
+    assert "2 domain words of the training corpus are vocabulary terms (2 new: progenitors, suboptimal" in caplog.text
     assert s.term_mask.shape[0] == size + 2
     # a student that has them (a saved domain student a self-distilled one starts from) gets no others
     assert family_of(domain).adapt(s, domain, iter(CORPUS)) == {"vocab_words_added": 0}

@@ -11,10 +11,14 @@ imports no torch: recipes name families before any model is loaded. A new family
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
 from harness.registry import FAMILIES
+
+log = logging.getLogger("harness")
 
 
 class Family:
@@ -136,7 +140,11 @@ class SpladeFamily(Family):
             return {}
         from harness.students.splade import add_domain_words, domain_words
 
-        return {"vocab_words_added": add_domain_words(student, domain_words(student.tokenizer, corpus_texts, n))}
+        words = domain_words(student.tokenizer, corpus_texts, n)
+        added = add_domain_words(student, words)
+        log.info("splade: %d domain words of the training corpus are vocabulary terms (%d new: %s ...)",
+                 len(words), added, ", ".join(words[:5]))
+        return {"vocab_words_added": added}
 
     def regulariser(self, recipe):
         s = recipe.student.splade
