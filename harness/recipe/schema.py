@@ -236,7 +236,9 @@ class SpladeSection:
         0, doc="Domain vocabulary: before training, add up to this many words of the training corpus that the "
                "tokenizer cuts into pieces as terms of their own (most passages first, in at least 2 passages; "
                "the first 100,000 passages read), each initialised with the mean of its pieces' embeddings, so "
-               "'suboptimal' is one term instead of sub ##op ##ti ##mal. 0 = the backbone's vocabulary.",
+               "'suboptimal' is one term instead of sub ##op ##ti ##mal. 0 = the backbone's vocabulary. SciFact dev, "
+               "multi-task, 2000 words on MiniLM: nDCG@10 0.6614 against 0.7205 (the new terms start dead): not a "
+               "default.",
         check=non_negative)
 
 
