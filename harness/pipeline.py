@@ -101,7 +101,11 @@ def _prepare(ctx: RunContext) -> list[Dataset]:
     if recipe.method == "student":
         from harness.models import resolve_model
 
-        resolve_model(recipe.student.model, "student.model")
+        if recipe.student.init_recipe:  # the recipe of the student this one starts from loads, before any work
+            init = ctx.stages.recipe_graph(recipe.student.init_recipe, "student.init_recipe")
+            resolve_model(init.recipe.student.model, "student.model")
+        else:
+            resolve_model(recipe.student.model, "student.model")
         from harness.distill.variants import variant_of
 
         variant_of(recipe).check(ctx)  # e.g. a self-distilled student's teacher recipe loads, same family

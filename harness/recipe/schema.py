@@ -264,6 +264,10 @@ class StudentSection:
     family: str = param("splade", doc="The student's architecture (a registered family; shipped: splade, colbert, "
                                       "dense).", check=FAMILIES.check())
     model: str = param("minilm", doc='Backbone: "minilm" (PyPI all-MiniLM-L6-v2), a hub name or a path.')
+    init_recipe: str = param(
+        "", doc="Recipe (file or shipped name) whose trained student, of any family on the same backbone, this "
+                "student starts from instead of student.model, e.g. \"scifact/dense-multitask\" (a suite runs "
+                "that recipe first; its family's head, if any, is rebuilt for this one). \"\" = student.model.")
     layers: int = param(0, doc="Keep only N transformer layers (0 = all): smaller, faster students.",
                         check=non_negative)
     layer_pick: Literal["spread", "first"] = param(
@@ -412,3 +416,9 @@ class Recipe:
     student: StudentSection = param(StudentSection)
     distill: DistillSection = param(DistillSection)
     index: IndexSection = param(IndexSection)
+
+    def __post_init__(self) -> None:
+        d = self.distill
+        if self.student.init_recipe and d.variant == "self" and d.self.init_from_teacher:
+            raise ValueError("student.init_recipe: a self-distilled student starts from its teacher's weights "
+                             "(distill.self.init_from_teacher = true); set one or the other")

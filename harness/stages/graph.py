@@ -6,7 +6,8 @@
           └─ teacher rerank (per eval set) ─▶ reference
 
 A teacher may itself be another recipe's trained student (``teacher.student.recipe``): its graph is built beside
-this one (:meth:`StageGraph.recipe_graph`) and its student stage is part of the teacher's key.
+this one (:meth:`StageGraph.recipe_graph`) and its student stage is part of the teacher's key. A student may start
+from another recipe's trained student (``student.init_recipe``, any family): that stage is its backbone in its key.
 
 Stage functions (``harness/stages/<stage>.py``) never see the run; this module is the only place that
 reads a recipe to wire them. Loaded things (runs, groups, the answer key, models, a teacher's passage
@@ -35,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def needed_recipes(recipe) -> list[str]:
     """The recipes whose trained students this recipe's graph reads (a suite runs them first): a
-    self-distilled student's teacher (``distill.self.teacher``) and a student that teaches
-    (``teacher.student.recipe``), as the recipe names them."""
+    self-distilled student's teacher (``distill.self.teacher``), the student this one starts from
+    (``student.init_recipe``) and a student that teaches (``teacher.student.recipe``), as the recipe names them."""
     from harness.pipeline import uses_teacher
 
     out = []
@@ -46,6 +47,8 @@ def needed_recipes(recipe) -> list[str]:
         first = variant_of(recipe).after(recipe)
         if first:
             out.append(first)
+        if recipe.student.init_recipe:
+            out.append(recipe.student.init_recipe)
     if uses_teacher(recipe) and "student" in _teacher.members(recipe.teacher):
         out.append(recipe.teacher.student.recipe)
     return list(dict.fromkeys(out))
@@ -177,6 +180,8 @@ class StageGraph:
 
         ctx, variant, train = self.ctx, variant_of(self.recipe), self.train_dataset()
         init = variant.init_backbone(ctx)  # a trained student this one starts from (self-distillation)
+        if init is None and self.recipe.student.init_recipe:
+            init = self.init_student()
         targets = target_key = groups = None
         if variant.trains:
             targets, target_key = variant.targets(ctx)
@@ -192,13 +197,18 @@ class StageGraph:
         stage = self.student()
         return self._memo(f"student:{stage.hash}", lambda: _student.load(stage))
 
+    def init_student(self) -> Stage:
+        """The trained student (``student.init_recipe``) this one starts from, of any family."""
+        return self.recipe_graph(self.recipe.student.init_recipe, "student.init_recipe").student()
+
     def self_teacher(self) -> "StageGraph":
         """The graph of the recipe (``distill.self.teacher``) whose trained student teaches this one."""
         return self.recipe_graph(self.recipe.distill.self.teacher, "distill.self.teacher", same_family=True)
 
     def recipe_graph(self, spec: str, field: str, same_family: bool = False) -> "StageGraph":
         """The graph of another recipe (named by ``field``) whose trained student this run needs: a
-        self-distilled student's teacher, or a student that teaches (``teacher.student.recipe``)."""
+        self-distilled student's teacher, the student this one starts from (``student.init_recipe``), or a
+        student that teaches (``teacher.student.recipe``)."""
         from harness.context import RunContext
         from harness.errors import RecipeError
         from harness.recipe import load_recipe

@@ -92,8 +92,8 @@ def student_stage(store: Store, recipe, train: Dataset, *, groups: "Stage | None
 
     variant, family = variant_of(recipe), family_of(recipe)
     ident = identity(recipe)
-    if init is not None:
-        ident["backbone"] = f"self-teacher:{init.hash}"
+    if init is not None:  # a self-distilled student's teacher, or the student of student.init_recipe
+        ident["backbone"] = f"{'self-teacher' if recipe.distill.variant == 'self' else 'student'}:{init.hash}"
     key: dict[str, Any] = {"student": ident, "variant": recipe.distill.variant,
                            "calibration": train.corpus_fingerprint(), "seed": recipe.seed}
     if plugins:  # their source: editing a plug-in retrains what it trains
