@@ -95,7 +95,7 @@ def test_a_bad_init_recipe_fails_before_any_work(tmp_path, data_dir, spec, words
     assert not runs.exists() or not any(runs.rglob("*-*"))  # nothing built
 
 
-@pytest.mark.e2e
+@pytest.mark.slow  # 3.6 min on 2 cores (a dense training, its answer key and BM25 over the training corpus)
 def test_a_splade_student_starts_from_a_trained_dense_student_end_to_end(tmp_path, data_dir, fp32):
     """On a SciFact slice: the untrained SPLADE student of a recipe that starts from the dense student another
     recipe trains holds that student's trained encoder weights (its MLM head built on them); the dense student
