@@ -30,6 +30,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
                           cwd=cwd, env=full_env, timeout=timeout)
 
 
+def assert_refused_before_any_work(runs: Path, recipe: str, sets: list, field: str, words: str) -> None:
+    """``harness validate --data`` and ``harness run`` of ``recipe`` with ``--set`` ``sets`` both exit 2 with one
+    ``error:`` line naming ``field`` and saying ``words``, and nothing is built under ``runs``."""
+    extra = [a for s in sets for a in ("--set", s)]
+    for args in (["validate", recipe, "--data", *extra], ["run", recipe, "--runs-dir", str(runs), *extra]):
+        out = run_cli(*args)
+        assert out.returncode == 2, out.stderr[-2000:]
+        (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+        assert f"{field}: " in line and words in line, line
+    assert not runs.exists() or not any(runs.rglob("*-*"))  # nothing built
+
+
 def last_json_line(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert lines, "no output on stdout"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import last_json_line, run_cli
+from conftest import assert_refused_before_any_work, last_json_line, run_cli
 
 SCIFACT = Path(__file__).resolve().parent.parent / "recipes" / "scifact"
 
@@ -84,15 +84,8 @@ def test_a_recipe_that_starts_from_another_runs_after_it(tmp_path):
 @pytest.mark.parametrize("spec, words", [("scifact/nope", "scifact/nope: recipe not found"),
                                          ("scifact/dense-untrained", "must train a student")])
 def test_a_bad_init_recipe_fails_before_any_work(tmp_path, data_dir, spec, words):
-    runs = tmp_path / "runs"
-    init = ["--set", f'student.init_recipe="{spec}"']
-    for args in (["validate", "scifact/splade-static", "--data", *init],
-                 ["run", "scifact/splade-static", "--runs-dir", str(runs), *init]):
-        out = run_cli(*args)
-        assert out.returncode == 2, out.stderr[-2000:]
-        (line,) = [x for x in out.stderr.splitlines() if x.startswith("error:")]
-        assert "student.init_recipe: " in line and words in line, line
-    assert not runs.exists() or not any(runs.rglob("*-*"))  # nothing built
+    assert_refused_before_any_work(tmp_path / "runs", "scifact/splade-static", [f'student.init_recipe="{spec}"'],
+                                   "student.init_recipe", words)
 
 
 @pytest.mark.slow  # 3.6 min on 2 cores (a dense training, its answer key and BM25 over the training corpus)
