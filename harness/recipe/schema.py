@@ -267,7 +267,9 @@ class StudentSection:
     init_recipe: str = param(
         "", doc="Recipe (file or shipped name) whose trained student, of any family on the same backbone, this "
                 "student starts from instead of student.model, e.g. \"scifact/dense-multitask\" (a suite runs "
-                "that recipe first; its family's head, if any, is rebuilt for this one). \"\" = student.model.")
+                "that recipe first; its family's head, if any, is rebuilt for this one). A run's --set overrides reach "
+                "that recipe too, except those of teacher, student, distill and negatives (--set train.seed=1 "
+                "starts from that recipe's seed-1 student). \"\" = student.model.")
     layers: int = param(0, doc="Keep only N transformer layers (0 = all): smaller, faster students.",
                         check=non_negative)
     layer_pick: Literal["spread", "first"] = param(
