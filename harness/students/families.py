@@ -12,7 +12,6 @@ imports no torch: recipes name families before any model is loaded. A new family
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
