@@ -233,14 +233,18 @@ def add_domain_words(student: "Splade", words: Sequence[str]) -> int:
     pieces = [tok.convert_tokens_to_ids(tok.tokenize(w)) for w in new]
     old_size = student.mlm.get_input_embeddings().weight.shape[0]
     tok.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in new])
-    student.mlm.resize_token_embeddings(len(tok), mean_resizing=False)
-    emb, bias, mask = student.mlm.get_input_embeddings().weight, student.vocab_bias(), student.term_mask
+    # the new ids follow the tokenizer's vocabulary, which may be shorter than an embedding matrix padded for speed
+    new_ids = tok.convert_tokens_to_ids(new)
+    student.mlm.resize_token_embeddings(max(len(tok), old_size), mean_resizing=False)
+    emb, bias, old_mask = student.mlm.get_input_embeddings().weight, student.vocab_bias(), student.term_mask
+    mask = torch.cat([old_mask, old_mask.new_ones(emb.shape[0] - old_size)])
+    mask[new_ids] = 1  # the new words are terms
     with torch.no_grad():
-        for i, ids in enumerate(pieces):
-            emb[old_size + i] = emb[ids].mean(dim=0)
+        for i, ids in zip(new_ids, pieces):
+            emb[i] = emb[ids].mean(dim=0)
         if bias is not None:
-            bias[old_size:] = bias[:old_size][mask.bool()].mean()
-    student.term_mask = torch.cat([mask, mask.new_ones(len(new))])  # the new words are terms
+            bias[new_ids] = bias[:old_size][old_mask.bool()].mean()
+    student.term_mask = mask
     student._vocab = None
     return len(new)
 
