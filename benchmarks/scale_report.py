@@ -47,21 +47,28 @@ class Fit(NamedTuple):
     sizes: int
     largest: int
     stage_bytes_per_passage: "float | None"  # the index stage's size on disk at the largest size
+    machine: str = ""  # the machine that measured the rows ("" where a row did not record it)
 
 
 def rss_fits(scaling_rows: "list[dict]") -> "dict[str, Fit]":
     """A :class:`Fit` per family over ``benchmarks/scaling.py``'s rows (each size measured in a fresh process; a
-    family needs two sizes)."""
+    family needs two sizes). Rows of different machines are not fitted together: each family's line is drawn
+    through the rows of the machine that measured it at the most sizes (then: up to the largest)."""
     import numpy as np
 
     out = {}
     for family in {r["family"] for r in scaling_rows}:
-        fam = [r for r in scaling_rows if r["family"] == family]
+        by_machine: dict = {}
+        for r in scaling_rows:
+            if r["family"] == family:
+                by_machine.setdefault(r.get("machine", ""), []).append(r)
+        fam = max(by_machine.values(), key=lambda rs: (len({r["passages"] for r in rs}), max(r["passages"] for r in rs)))
         if len({r["passages"] for r in fam}) >= 2:
             slope, icpt = np.polyfit([r["passages"] for r in fam], [r["peak_rss_bytes"] for r in fam], 1)
             top = max(fam, key=lambda r: r["passages"])
             out[family] = Fit(float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}), top["passages"],
-                              top["index_bytes"] / top["passages"] if top.get("index_bytes") else None)
+                              top["index_bytes"] / top["passages"] if top.get("index_bytes") else None,
+                              top.get("machine", ""))
     return out
 
 
@@ -155,8 +162,9 @@ def render(costs: dict, source: str, fits: "dict[str, Fit] | None" = None) -> st
         lines.append("RAM of the corpus-sized stages (encoding + index build, streamed): the line through peak RSS "
                      "against corpus size that `benchmarks/scaling.py` measured, each size in a fresh process, at "
                      "8.8M passages: " + ", ".join(f"{k} {a / 2**30:.2f} GiB + {b * 1000 / 2**20:.2f} MiB per 1k "
-                                                    f"passages (from {n} sizes up to {top:,})"
-                                                    for k, (a, b, n, top, _) in sorted(fits.items()))
+                                                    f"passages (from {n} sizes up to {top:,}"
+                                                    + (f", on {where}" if where else "") + ")"
+                                                    for k, (a, b, n, top, _, where) in sorted(fits.items()))
                      + ". A line through two or three sizes far below 8.8M is a warning, not a forecast: where it "
                        "grows, measure the 200k size before planning with it.")
         factor = dense_growth_factor(costs, fits)

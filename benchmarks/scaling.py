@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import ROOT, report
+from _common import ROOT, machine, report
 
 COLLECTIONS = ["scifact", "cranfield", "cisi", "medline", "adi", "msmarco-sample"]
 
@@ -86,7 +86,22 @@ def worker(family: str, size: int, max_len: int, n_queries: int, out: str, train
         "index_seconds": round(build - info["encode_seconds"], 2), "index_bytes": disk,
         "latency_ms_p50": figures.get("latency_ms_p50"), "exact_latency_ms_p50": exact.get("latency_ms_p50"),
         "peak_rss_bytes": rss, "student": trained or "untrained", "pad_multiple": PAD_MULTIPLE,
-        "rss_per_1k_passages_mb": round(rss / size * 1000 / 2**20, 2)}))
+        "rss_per_1k_passages_mb": round(rss / size * 1000 / 2**20, 2), "machine": machine_label(machine())}))
+
+
+UNRECORDED = "machine not recorded"
+
+
+def machine_label(m: dict) -> str:
+    """Which machine measured a row: its CPU and cores (and GPU): rows of different machines are never fitted
+    together, nor does one machine's row stand in for another's (a 3-5x difference in speed between two 2-core
+    CPUs was measured: AMX bf16 against AVX2 fp32)."""
+    label = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
+    return label + (f", {m['gpu']}" if m.get("gpu") else "")
+
+
+def row_machine(row: dict) -> str:
+    return row.get("machine") or UNRECORDED
 
 
 
@@ -134,12 +149,13 @@ def main() -> None:
     kept = []
     if args.rows is not None and args.rows.is_file():
         kept = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
-    done = {(r["family"], r["passages"], r.get("max_len", args.max_len)) for r in kept}
+    here = machine_label(machine())
+    done = {(r["family"], r["passages"], r.get("max_len", args.max_len), row_machine(r)) for r in kept}
     rows = [r for r in kept if r.get("max_len", args.max_len) == args.max_len]
     for family in (["dense", "splade", "colbert"] if args.family == "all" else [args.family]):
         for size in sizes:
-            if (family, size, args.max_len) in done:
-                print(f"kept from {args.rows}: {family} at {size:,} passages")
+            if (family, size, args.max_len, here) in done:
+                print(f"kept from {args.rows}: {family} at {size:,} passages (measured on {here})")
                 continue
             with tempfile.NamedTemporaryFile(suffix=".json") as fh:
                 subprocess.run([sys.executable, __file__, "--worker", family, str(size), str(args.max_len),
@@ -150,23 +166,30 @@ def main() -> None:
             if args.rows is not None:
                 with args.rows.open("a") as out:
                     out.write(json.dumps(row) + "\n")
-    rows.sort(key=lambda r: (["dense", "splade", "colbert"].index(r["family"]), r["passages"]))
-    table = ["| family | passages | encode s | index s | index MB | p50 ms | exact p50 ms | peak RSS MB | "
-             "RSS MB / 1k passages |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows.sort(key=lambda r: (row_machine(r), ["dense", "splade", "colbert"].index(r["family"]), r["passages"]))
+    # one fit per family and machine: a curve through two machines' rows measures the machines, not the growth
+    machines = sorted({row_machine(r) for r in rows})
+    groups = {}
+    for r in rows:
+        key = r["family"] if len(machines) == 1 else f"{r['family']} ({row_machine(r)})"
+        groups.setdefault(key, []).append(r)
+    many = len(machines) > 1
+    table = ["| " + ("machine | " if many else "") + "family | passages | encode s | index s | index MB | p50 ms | "
+             "exact p50 ms | peak RSS MB | RSS MB / 1k passages |",
+             "|" + ("---|" if many else "") + "---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     exponents = {}
     for r in rows:
-        table.append(f"| {r['family']} | {r['passages']:,} | {r['encode_seconds']:.1f} | {r['index_seconds']:.1f} | "
+        table.append("| " + (f"{row_machine(r)} | " if many else "") +
+                     f"{r['family']} | {r['passages']:,} | {r['encode_seconds']:.1f} | {r['index_seconds']:.1f} | "
                      f"{r['index_bytes'] / 2**20:.1f} | {r['latency_ms_p50']} | {r.get('exact_latency_ms_p50', '–')} | "
                      f"{r['peak_rss_bytes'] / 2**20:.0f} | "
                      f"{r['rss_per_1k_passages_mb']} |")
-    for family in sorted({r["family"] for r in rows}):
-        fam = [r for r in rows if r["family"] == family]
+    for family, fam in sorted(groups.items()):
         xs = [r["passages"] for r in fam]
         exponents[family] = {k: fit(xs, [r[k] for r in fam]) for k in
                              ("encode_seconds", "index_seconds", "index_bytes", "latency_ms_p50", "peak_rss_bytes")}
     marginal = {}  # streaming: what each further 1k passages adds to peak RSS (the slope of the line through it)
-    for family in sorted({r["family"] for r in rows}):
-        fam = [r for r in rows if r["family"] == family]
+    for family, fam in sorted(groups.items()):
         if len({r["passages"] for r in fam}) >= 2:
             import numpy as np
 
@@ -185,8 +208,7 @@ def main() -> None:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
         for ax, key, label in zip(axes, ("encode_seconds", "index_bytes", "peak_rss_bytes"),
                                   ("encoding (s)", "index size (bytes)", "peak RSS (bytes)")):
-            for family in sorted({r["family"] for r in rows}):
-                fam = [r for r in rows if r["family"] == family]
+            for family, fam in sorted(groups.items()):
                 ax.loglog([r["passages"] for r in fam], [r[key] for r in fam], "o-", label=family)
             ax.set_xlabel("passages")
             ax.set_title(label)
@@ -194,7 +216,8 @@ def main() -> None:
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
     worst = max((b for e in exponents.values() for b in (e["encode_seconds"], e["index_bytes"]) if b), default=1.0)
-    report("scaling", worst, 1.15, higher_is_better=False, rows=rows, exponents=exponents, rss_line=marginal)
+    report("scaling", worst, 1.15, higher_is_better=False, rows=rows, exponents=exponents, rss_line=marginal,
+           machines=machines)
 
 
 if __name__ == "__main__":

@@ -131,3 +131,52 @@ def test_scaling_refuses_a_student_that_is_not_a_family_and_folder(tmp_path):
         done = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--student", spec, "--sizes", "10"],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "--student" in done.stderr.splitlines()[-1], (spec, done.stderr)
+
+
+def test_scaling_fits_each_machine_apart_and_measures_again_on_another(tmp_path):
+    """Rows carry the machine that measured them: a rows file from another machine is not taken for this one's
+    (it is measured again), and the exponents are fitted per machine, never through two machines' rows."""
+    sys.path.insert(0, str(BENCH))
+    from _common import machine
+    from scaling import machine_label
+
+    here = machine_label(machine())
+    rows = tmp_path / "rows.jsonl"
+
+    def row(n, seconds, where):
+        return {"family": "dense", "passages": n, "encode_seconds": seconds, "index_seconds": 0.1,
+                "index_bytes": 100 * n, "latency_ms_p50": 1.0, "peak_rss_bytes": 2**30, "max_len": 32,
+                "rss_per_1k_passages_mb": 1.0, **({"machine": where} if where else {})}
+
+    # this machine: linear (b = 1); the other machine (and a row that did not record one): 4x slower at 80
+    rows.write_text("\n".join(json.dumps(r) for r in (row(40, 1.0, here), row(80, 2.0, here), row(40, 1.0, None),
+                                                      row(80, 4.0, None))) + "\n")
+    env = {**os.environ, "HARNESS_BENCH_RESULTS": str(tmp_path), "HARNESS_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--family", "dense", "--sizes", "40,80",
+                           "--max-len", "32", "--rows", str(rows)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("kept from") == 2  # both sizes were measured here: nothing measured again
+    exponents = json.loads((tmp_path / "scaling.json").read_text())["figures"]["exponents"]
+    assert exponents[f"dense ({here})"]["encode_seconds"] == 1.0
+    assert exponents["dense (machine not recorded)"]["encode_seconds"] == 2.0  # a fit through all four: ~1.5
+    assert f"| {here} | dense | 80 |" in done.stdout
+
+    # the rows of another machine only: this machine has measured nothing, so a size is measured again
+    rows.write_text("\n".join(json.dumps(r) for r in (row(40, 1.0, "Some other CPU, 2 cores"),)) + "\n")
+    done = subprocess.run([sys.executable, str(BENCH / "scaling.py"), "--family", "dense", "--sizes", "40",
+                           "--max-len", "32", "--queries", "3", "--rows", str(rows)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kept from" not in done.stdout
+    written = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [r.get("machine") for r in written] == ["Some other CPU, 2 cores", here]
+
+
+def test_scale_report_draws_each_rss_line_through_one_machine():
+    sys.path.insert(0, str(BENCH))
+    from scale_report import rss_fits
+
+    rows = [{"family": "dense", "passages": n, "peak_rss_bytes": 2**30 + 1024 * n, "machine": "A"} for n in (10, 20, 40)]
+    rows += [{"family": "dense", "passages": n, "peak_rss_bytes": 2**30 + 9 * 1024 * n, "machine": "B"} for n in (10, 80)]
+    fit = rss_fits(rows)["dense"]
+    assert fit.machine == "A" and fit.sizes == 3 and abs(fit.bytes_per_passage - 1024) < 1e-6
