@@ -47,7 +47,7 @@ class Fit(NamedTuple):
     sizes: int
     largest: int
     stage_bytes_per_passage: "float | None"  # the index stage's size on disk at the largest size
-    machine: str = ""  # the machine that measured the rows ("" where a row did not record it)
+    machine: str = ""  # the machine that measured the rows (scaling.py's label)
 
 
 def rss_fits(scaling_rows: "list[dict]") -> "dict[str, Fit]":
@@ -55,20 +55,21 @@ def rss_fits(scaling_rows: "list[dict]") -> "dict[str, Fit]":
     family needs two sizes). Rows of different machines are not fitted together: each family's line is drawn
     through the rows of the machine that measured it at the most sizes (then: up to the largest)."""
     import numpy as np
+    from scaling import row_machine  # one notion of which machine measured a row, scaling.py's
 
     out = {}
     for family in {r["family"] for r in scaling_rows}:
         by_machine: dict = {}
         for r in scaling_rows:
             if r["family"] == family:
-                by_machine.setdefault(r.get("machine", ""), []).append(r)
+                by_machine.setdefault(row_machine(r), []).append(r)
         fam = max(by_machine.values(), key=lambda rs: (len({r["passages"] for r in rs}), max(r["passages"] for r in rs)))
         if len({r["passages"] for r in fam}) >= 2:
             slope, icpt = np.polyfit([r["passages"] for r in fam], [r["peak_rss_bytes"] for r in fam], 1)
             top = max(fam, key=lambda r: r["passages"])
             out[family] = Fit(float(icpt), max(float(slope), 0.0), len({r["passages"] for r in fam}), top["passages"],
                               top["index_bytes"] / top["passages"] if top.get("index_bytes") else None,
-                              top.get("machine", ""))
+                              row_machine(top))
     return out
 
 
