@@ -461,6 +461,57 @@ def test_gate_states(tmp_path):
     assert report.exit_code == 0 and report.checks[0].status == NOEXPECT
 
 
+def _family(tmp_path: Path, drops: dict[str, float], datasets: int = 10, n: int = 40):
+    """A run of ``datasets`` datasets (one measure each) over ``n`` queries, its recipe's expect file and the
+    per-query reference (seed 0); dataset ``d<k>`` of the run is ``drops[k]`` worse on average, query by query
+    alternately by drop - 0.05 and drop + 0.05 (so a 0.02 drop has a paired z of about 2.5)."""
+    rng = np.random.default_rng(0)
+    ref = {f"d{k}": {f"q{i}": float(v) for i, v in enumerate(rng.uniform(0.2, 0.8, n))} for k in range(datasets)}
+    mine = {ds: {q: {"nDCG@10": v - (drops.get(ds, 0.0) + (0.05 if i % 2 else -0.05) if ds in drops else 0.0)}
+                 for i, (q, v) in enumerate(per_q.items())} for ds, per_q in ref.items()}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "r.toml").write_text("")
+    runs = [load_runs([write_run(tmp_path / "runs", name, mine, recipe_file=str(tmp_path / "r.toml"))])[0]
+            for name in ("first", "second")]
+    _expect(tmp_path, "tolerance = 0.01\nseeds = [0]\n" + "".join(
+        f'[expect.{ds}]\n"nDCG@10" = {np.mean(list(per_q.values())):.6f}\n' for ds, per_q in ref.items()))
+    (tmp_path / "r.expect.tsv").write_text("dataset\tquery_id\tmeasure\tmean\tseed-0\n" + "".join(
+        f"{ds}\t{q}\tnDCG@10\t{v:.6f}\t{v:.6f}\n" for ds, per_q in ref.items() for q, v in per_q.items()))
+    return runs, parse_expect_file(tmp_path / "r.expect.toml")
+
+
+def test_drops_are_judged_after_holms_correction_over_the_checks_with_per_query_values(tmp_path):
+    """A drop beyond the tolerance with a raw p near 0.01 FAILs as the only check, is within noise among
+    ten (Holm: its p times 9 or 10), and among twenty when a second run joins the invocation; a large drop
+    FAILs among any number. The chance that a healthy suite FAILs somewhere stays at alpha."""
+    from harness.report.gate import settle
+
+    (run, _), e = _family(tmp_path / "a", {"d0": 0.02, "d1": 0.2})
+    alone = parse_expect_file(_expect(tmp_path / "a", f'seeds = [0]\n[expect.d0]\n"nDCG@10" = '
+                                      f'{e.expect["d0"]["nDCG@10"].value}\n', "r2.expect.toml"))
+    alone.path = e.path  # the same per-query reference
+    [c] = check_run(run, alone)
+    assert c.status == FAIL and 0.005 < c.p < 0.05 and c.p_holm == c.p and "Holm" not in c.message
+    checks = {c.dataset: c for c in check_run(run, e)}
+    assert len(checks) == 10 and all(c.tested for c in checks.values())
+    medium, large = checks["d0"], checks["d1"]
+    assert medium.p == c.p and medium.status == OKISH and medium.p_holm == pytest.approx(min(1, 9 * medium.p))
+    assert "within noise" in medium.message and "Holm-adjusted over the 10 checks" in medium.message
+    assert large.status == FAIL and large.p_holm < 1e-6 and "significantly" in large.message
+    assert {c.status for d, c in checks.items() if d not in ("d0", "d1")} == {OK}
+    # the invocation is the family: two runs of the recipe, twenty checks
+    report = run_gate(_family(tmp_path / "b", {"d0": 0.02, "d1": 0.2})[0])
+    first = {c.dataset: c for c in report.checks if c.recipe == "first"}
+    assert "over the 20 checks" in first["d0"].message and first["d0"].status == OKISH
+    assert first["d1"].status == FAIL and report.exit_code == 1
+    # settling again is idempotent; checks without per-query values are not in the family
+    assert [c.status for c in settle(report.checks)] == [c.status for c in report.checks]
+    (tmp_path / "b" / "r.expect.tsv").unlink()
+    report = run_gate(load_runs([tmp_path / "b" / "runs" / "first"]))
+    assert {c.dataset: c.status for c in report.checks}["d0"] == FAIL  # the tolerance alone decides
+    assert all(not c.tested and c.p is None for c in report.checks)
+
+
 def test_a_run_that_matches_nothing_of_its_expect_file_fails(tmp_path):
     run = load_runs([write_run(tmp_path / "runs", "toy", {TOY: per_query_values()["bm25-toy"][TOY]},
                                method="bm25")])[0]
