@@ -47,9 +47,10 @@ training seed does. Each check's test is calibrated (three ColBERT recipes of th
 AMD EPYC in fp32 against their AMX-Xeon bf16 references: 27 paired z-scores with an RMS of 0.92, 2 beyond
 1.96), but at 5% per check such a suite would FAIL somewhere by chance alone (there: Medline nDCG@10 of
 colbert-online, 0.0121 worse over 30 queries, p = 0.019). Holm's step-down keeps the chance that a healthy
-invocation FAILs at alpha (family-wise), while a real regression (SciFact test, 300 queries, 0.02 worse: p
-near 1e-6) still fails. Checks without a noise test (no per-query reference) are not in the family: the
-tolerance alone decides them.
+invocation FAILs at alpha (family-wise), while a real regression still fails (a 0.02 nDCG@10 drop planted in
+colbert-static's 300 SciFact test queries: p = 1.6e-6, 9.8e-5 after Holm over the 62 checks of seven suite
+runs). Checks without a noise test (no per-query reference) are not in the family: the tolerance alone
+decides them.
 
 ``harness check RUNS...`` exits 1 when any check FAILs, 0 otherwise, and 2 on bad input (a malformed
 expect file, a run directory without results.json), with one line naming the file and the field.
@@ -119,8 +120,7 @@ class Check:
     p_holm: "float | None" = None  # p, Holm-adjusted over the invocation's checks with per-query values
     tested: bool = False  # per-query values on both sides: one of the family Holm's correction counts
     alpha: "float | None" = None
-    drop: "float | None" = None
-    how: str = ""
+    how: str = ""  # what the noise test paired the run with
 
     def line(self, widths: "dict[str, int] | None" = None) -> str:
         w = widths or {}
@@ -273,7 +273,13 @@ def check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] |
               strict: bool = False, allow_missing: bool = False) -> list[Check]:
     """The checks of one run. A run that matches nothing of its expect file (no dataset and measure in
     common: a slice, a typo) is a FAIL, not a vacuous pass, unless ``allow_missing``."""
-    out = settle(_check_run(run, expect, looked, strict))
+    return settle(_checks(run, expect, looked, strict, allow_missing))
+
+
+def _checks(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] | None", strict: bool,
+            allow_missing: bool) -> list[Check]:
+    """check_run's checks before :func:`settle` judges the drops that had a noise test."""
+    out = _check_run(run, expect, looked, strict)
     if expect is not None and not allow_missing and not any(c.status in (OK, OKISH, FAIL) for c in out):
         have = "; ".join(f"{ds}: {', '.join(v)}" for ds, v in run.results.items()) or "nothing"
         want = "; ".join(f"{ds}: {', '.join(v)}" for ds, v in expect.expect.items())
@@ -311,7 +317,7 @@ def _check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] 
                 check.status, check.message = OKISH, f"better by {d:.4f}: update the expectation in {expect.path.name}"
             else:
                 noise = noise_test(run, expect, ds, m)
-                check.status, check.drop = FAIL, -d
+                check.status = FAIL
                 if noise is None:
                     check.message = f"worse by {-d:.4f} (no per-query reference: the tolerance alone decides)"
                 else:  # the verdict waits for the family's correction (settle)
@@ -320,9 +326,14 @@ def _check_run(run: RunResult, expect: "ExpectFile | None", looked: "list[Path] 
     return out
 
 
-def _pairable(run: RunResult, expect: ExpectFile, dataset: str, measure: str) -> bool:
+def _paired_queries(run: RunResult, expect: ExpectFile, dataset: str, measure: str) -> list[str]:
+    """The queries with a value both in the run and in the reference (none without per-query values)."""
     ref, mine = expect.reference.get((dataset, measure)), run.per_query(dataset)
-    return bool(ref) and mine is not None and sum(q in ref and measure in mine[q] for q in mine) >= 2
+    return [q for q in mine if q in ref and measure in mine[q]] if ref and mine is not None else []
+
+
+def _pairable(run: RunResult, expect: ExpectFile, dataset: str, measure: str) -> bool:
+    return len(_paired_queries(run, expect, dataset, measure)) >= 2
 
 
 def settle(checks: list[Check]) -> list[Check]:
@@ -337,12 +348,13 @@ def settle(checks: list[Check]) -> list[Check]:
         return checks
     adjusted = holm([c.p for c in pending] + [1.0] * (len(family) - len(pending)))
     for c, a in zip(pending, adjusted):
-        c.p_holm = float(a)
-        over = f", Holm-adjusted over the {len(family)} checks with per-query values: {a:.3g}" if len(family) > 1 else ""
+        c.p_holm, drop = float(a), c.expected - c.actual
+        over = (f", Holm-adjusted over the {len(family)} checks with per-query values: {a:.3g}"
+                if len(family) > 1 else "")
         if a < c.alpha:
-            c.status, c.message = FAIL, f"worse by {c.drop:.4f}, significantly: p = {c.p:.3g}{over} ({c.how})"
+            c.status, c.message = FAIL, f"worse by {drop:.4f}, significantly: p = {c.p:.3g}{over} ({c.how})"
         else:
-            c.status, c.message = OKISH, (f"worse by {c.drop:.4f} but within noise: p = {c.p:.3g}{over} "
+            c.status, c.message = OKISH, (f"worse by {drop:.4f} but within noise: p = {c.p:.3g}{over} "
                                           f">= {c.alpha:g} ({c.how})")
     return checks
 
@@ -355,13 +367,10 @@ def noise_test(run: RunResult, expect: ExpectFile, dataset: str, measure: str) -
     seed-averaged values and the test's variance adds the seed variance the reference measured:
     z = mean(d) / sqrt(var(d)/n + std² · (1/n_run + 1/n_ref)), d = run - reference per query, std the
     standard deviation over seeds recorded in the expect file (0 when it recorded one seed)."""
-    ref = expect.reference.get((dataset, measure))
-    mine = run.per_query(dataset)
-    if not ref or mine is None:
-        return None
-    queries = [q for q in mine if q in ref and measure in mine[q]]
+    queries = _paired_queries(run, expect, dataset, measure)
     if len(queries) < 2:
         return None
+    ref, mine = expect.reference[(dataset, measure)], run.per_query(dataset)
     from harness.report.significance import paired_ttest
 
     seed = run.payload.get("train_seed") if run.n_seeds == 1 else None
@@ -446,7 +455,7 @@ def run_gate(runs: list[RunResult], strict: bool = False, allow_missing: bool = 
     for run in runs:
         path, looked = expect_path_for(run)
         expect = parse_expect_file(path) if path is not None else None
-        checks += check_run(run, expect, looked, strict=strict, allow_missing=allow_missing)
+        checks += _checks(run, expect, looked, strict, allow_missing)
         seen.append((run, path))
     return GateReport(settle(checks), seen)  # one family: every run of the invocation
 
