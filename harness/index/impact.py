@@ -4,9 +4,11 @@ Lucene impacts are integers (a query weight goes through ``JInt``: 0.9 becomes 0
 truncated), so weights are quantised: impact = round(w × q) with q = ``index.impact.quantization``
 (default 100, as in Pyserini's SPLADE recipes). Documents become a ``JsonVectorCollection``
 (``{"id", "contents": "", "vector": {term: impact}}``) indexed with ``-impact -pretokenized``; queries
-are searched with ``LuceneImpactSearcher`` with ``min_idf=-1`` (a term with idf ≤ min_idf would be
-dropped, which matters on small corpora). The exact search multiplies the unquantised weights, so the
-two runs show what quantisation and Lucene's top-k cost.
+are searched with Anserini's ``SimpleImpactSearcher``, the Java class Pyserini's ``LuceneImpactSearcher``
+wraps, called directly with the quantised weights (as ``LuceneImpactSearcher`` with ``min_idf=-1`` sends
+them; importing it would import ``pyserini.encode``, seconds a process, see :mod:`harness.index.lucene`;
+tests/test_splade.py checks both give the same run). The exact search multiplies the unquantised weights,
+so the two runs show what quantisation and Lucene's top-k cost.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from harness.index.base import Hits, IndexWriter, NpyAppender, StudentIndex, top_k
-from harness.index.lucene import default_threads
+from harness.index.lucene import batch_results, default_threads, java_list
 from harness.java import autoclass, start_jvm
 from harness.registry import INDEXES
 
@@ -78,7 +80,8 @@ MAX_CLAUSES = 1 << 16  # query terms a search may have (the vocabulary is 30,522
 
 
 class _Precomputed:
-    """A 'query encoder' for LuceneImpactSearcher that returns weights computed beforehand (by query id)."""
+    """A 'query encoder' for Pyserini's LuceneImpactSearcher that returns weights computed beforehand (by query
+    id): how the benchmark searches the harness's index through Pyserini itself."""
 
     def __init__(self, by_qid: dict[str, dict[str, int]]):
         self.by_qid = by_qid
@@ -90,22 +93,28 @@ class _Precomputed:
 class ImpactSearcher:
     def __init__(self, index_dir: Path, scale: int):
         start_jvm()
-        from pyserini.search.lucene import LuceneImpactSearcher
-
         self.scale = scale
         # a SPLADE query is one clause per term, and an expanded (or barely sparsified) query can have more than
         # Lucene's default 1,024: the whole batch search would fail (TooManyClauses)
         autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)
-        self.encoder = _Precomputed({})
-        self.searcher = LuceneImpactSearcher(str(index_dir), self.encoder, min_idf=-1)
+        self.searcher = autoclass("io.anserini.search.SimpleImpactSearcher")(str(index_dir))
+        self._map, self._int = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
+
+    def _query(self, rep: dict[str, int]):
+        query = self._map()
+        for term, impact in rep.items():
+            query.put(term, self._int(impact))
+        return query
 
     def search(self, queries: dict[str, dict[str, float]], k: int,
                threads: "int | None" = None) -> dict[str, list[tuple[str, float]]]:
-        self.encoder.by_qid = {qid: quantize(rep, self.scale) for qid, rep in queries.items()}
+        by_qid = {qid: quantize(rep, self.scale) for qid, rep in queries.items()}
         qids = list(queries)
         # a query with no term left after quantisation matches nothing: it is not sent to Lucene at all
-        asked = [q for q in qids if self.encoder.by_qid[q]]
-        hits = self.searcher.batch_search(asked, asked, k=k, threads=threads or default_threads()) if asked else {}
+        asked = [q for q in qids if by_qid[q]]
+        hits = batch_results(self.searcher.batch_search(java_list(self._query(by_qid[q]) for q in asked),
+                                                        java_list(asked), int(k),
+                                                        int(threads or default_threads()))) if asked else {}
         return {qid: [(h.docid, float(h.score) / (self.scale * self.scale)) for h in hits.get(qid, [])]
                 for qid in qids}
 
@@ -113,10 +122,10 @@ class ImpactSearcher:
         """Seconds per query, one query at a time (single thread)."""
         out = []
         for qid, rep in queries.items():
-            self.encoder.by_qid = {qid: quantize(rep, self.scale)}
+            weights = quantize(rep, self.scale)
             t0 = time.perf_counter()
-            if self.encoder.by_qid[qid]:
-                self.searcher.search(qid, k=k)
+            if weights:
+                self.searcher.search(self._query(weights), int(k))
             out.append(time.perf_counter() - t0)
         return out
 

@@ -1,9 +1,14 @@
 """Lucene indexes through Pyserini: a BM25 inverted index over document text.
 
 Indexing runs Anserini's ``IndexCollection`` in this process (JsonCollection, positions, doc vectors and
-raw text stored, as Pyserini's prebuilt BEIR "flat" indexes do); search uses Pyserini's
-``LuceneSearcher`` with BM25 parameters from the recipe. Together they reproduce Pyserini's published
-BEIR figures (SciFact nDCG@10 0.6789).
+raw text stored, as Pyserini's prebuilt BEIR "flat" indexes do); search calls Anserini's ``SimpleSearcher``
+(the Java class Pyserini's ``LuceneSearcher`` wraps, from Pyserini's own jar) with BM25 parameters from the
+recipe. Together they reproduce Pyserini's published BEIR figures (SciFact nDCG@10 0.6789).
+
+The Java classes are called directly, not through ``pyserini.search.lucene``: importing that package
+imports ``pyserini.encode`` (its neural query encoders, transformers, openai) — 7-10 s of every process
+that searches BM25 on a 2-core CPU, 3 s even after a student has loaded transformers — for nothing the
+harness calls (tests/test_bm25_e2e.py checks the runs equal ``LuceneSearcher``'s).
 """
 
 from __future__ import annotations
@@ -70,28 +75,38 @@ def build_bm25_index(docs: Iterable[Doc], fields: "list[str] | tuple[str, ...]",
 def bm25_search(index_dir: Path, queries: dict[str, str], k: int, k1: float, b: float,
                 threads: int | None = None) -> Run:
     """Top-``k`` BM25 for every query."""
-    start_jvm()
-    from pyserini.search.lucene import LuceneSearcher
-
-    searcher = LuceneSearcher(str(index_dir))
+    searcher = autoclass("io.anserini.search.SimpleSearcher")(str(index_dir))
     try:
-        searcher.set_bm25(k1, b)
+        searcher.set_bm25(float(k1), float(b))
         qids = list(queries)
-        hits = searcher.batch_search([queries[q] for q in qids], qids, k=k, threads=threads or default_threads())
+        hits = batch_results(searcher.batch_search(java_list(queries[q] for q in qids), java_list(qids), int(k),
+                                                   int(threads or default_threads())))
         return {qid: [(h.docid, float(h.score)) for h in hits.get(qid, [])] for qid in qids}
     finally:
         searcher.close()
+
+
+def java_list(items: Iterable) -> object:
+    """A ``java.util.ArrayList`` of ``items``."""
+    out = autoclass("java.util.ArrayList")()
+    for item in items:
+        out.add(item)
+    return out
+
+
+def batch_results(results) -> dict:
+    """An Anserini ``batch_search`` answer (a Java map of query id to ``ScoredDoc[]``) as a dict."""
+    return {r.getKey(): r.getValue() for r in results.entrySet().toArray()}
 
 
 class BM25PairScorer:
     """BM25 score of given (query, document) pairs, for documents outside a query's retrieved list."""
 
     def __init__(self, index_dir: Path, k1: float, b: float):
-        start_jvm()
-        from pyserini.index.lucene import LuceneIndexReader
-
-        self.reader = LuceneIndexReader(str(index_dir))
+        # Anserini's IndexReaderUtils, as Pyserini's LuceneIndexReader.compute_query_document_score calls it
+        self.utils = autoclass("io.anserini.index.IndexReaderUtils")
+        self.reader = self.utils.getReader(str(index_dir))
         self.similarity = autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b))
 
     def score(self, query: str, doc_id: str) -> float:
-        return float(self.reader.compute_query_document_score(doc_id, query, similarity=self.similarity))
+        return float(self.utils.computeQueryDocumentScoreWithSimilarity(self.reader, doc_id, query, self.similarity))
