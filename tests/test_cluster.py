@@ -51,7 +51,7 @@ def test_local_executor_jobs_share_one_answer_key_and_build_each_stage_once(tmp_
                                      '[eval]\ndatasets = ["beir/scifact/test"]\nmax_queries = 20\n')
     student = ('extends = "scifact/dense-static"\n[train]\nmax_queries = 12\nseed = {seed}\n'
                '[eval]\ndatasets = ["beir/scifact/test"]\nmax_queries = 20\nmax_docs = 300\ndev = false\n'
-               '[student]\ndoc_max_len = 64\neval_doc_max_len = 64\n')
+               '[student]\ndoc_max_len = 64\neval_doc_max_len = 64\n[negatives]\ndepth = 10\n')
     (suite / "a.toml").write_text('name = "c-a"\n' + student.format(seed=1))
     (suite / "b.toml").write_text('name = "c-b"\n' + student.format(seed=2))
     runs = tmp_path / "runs"

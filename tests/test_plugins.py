@@ -12,8 +12,11 @@ from harness.recipe import load_recipe
 from harness.registry import LOSSES
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# (what the plug-ins change is what is tested: BM25 negatives from the top 10 and passages read at 128 tokens
+# for the index keep the teacher's and the encoder's work small)
 SLICE = ["--set", "train.max_queries=60", "--set", "train.epochs=1.0", "--set", "eval.max_queries=30",
-         "--set", "eval.max_docs=300", "--set", "student.doc_max_len=96",
+         "--set", "eval.max_docs=300", "--set", "student.doc_max_len=96", "--set", "negatives.depth=10",
+         "--set", "student.eval_doc_max_len=128",
          "--set", 'eval.datasets=["beir/scifact/test"]', "--set", "eval.dev=false"]
 
 
@@ -222,7 +225,8 @@ def test_the_example_family_plugin_builds_indexes_and_searches_end_to_end(tmp_pa
 
     runs = tmp_path / "runs"
     small = ["--set", 'distill.variant="none"', "--set", "eval.max_queries=20", "--set", "eval.max_docs=300",
-             "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]']
+             "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]',
+             "--set", "student.eval_doc_max_len=128"]
     out = run_cli("run", str(EXAMPLES / "matryoshka.toml"), "--runs-dir", str(runs), "--json", *small)
     assert out.returncode == 0, out.stderr[-3000:]
     mrl = last_json_line(out.stdout)

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 
 SLICE = ["--set", "train.max_queries=24", "--set", "train.epochs=1.0", "--set", "train.checkpoint_every=1",
          "--set", "negatives.depth=10", "--set", "eval.max_queries=30", "--set", "eval.max_docs=300",
-         "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]', "--set", "teacher.check=false"]
+         "--set", "eval.dev=false", "--set", 'eval.datasets=["beir/scifact/test"]', "--set", "teacher.check=false",
+         "--set", "student.eval_doc_max_len=128"]
 # small resumable parts: answer-key chunks of ~10 groups, teacher passage parts of one batch
 ENV = {"HARNESS_ANSWER_KEY_CHUNK": "40", "HARNESS_PLAN_CHUNK": "1", "HARNESS_PROGRESS": "0"}
 
