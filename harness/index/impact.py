@@ -7,7 +7,7 @@ truncated), so weights are quantised: impact = round(w × q) with q = ``index.im
 are searched with Anserini's ``SimpleImpactSearcher``, the Java class Pyserini's ``LuceneImpactSearcher``
 wraps, called directly with the quantised weights (as ``LuceneImpactSearcher`` with ``min_idf=-1`` sends
 them; importing it would import ``pyserini.encode``, seconds a process, see :mod:`harness.index.lucene`;
-tests/test_splade.py checks both give the same run). The exact search multiplies the unquantised weights,
+tests/test_lucene.py checks both give the same run). The exact search multiplies the unquantised weights,
 so the two runs show what quantisation and Lucene's top-k cost.
 """
 
@@ -90,6 +90,20 @@ class _Precomputed:
         return self.by_qid[qid]
 
 
+def index_terms(index_dir: Path) -> "set[str]":
+    """Every term of a Lucene index (Anserini's ``IndexReaderUtils.getTerms``, as Pyserini's
+    ``LuceneIndexReader.terms`` reads them)."""
+    utils = autoclass("io.anserini.index.IndexReaderUtils")
+    reader = utils.getReader(str(index_dir))
+    try:
+        terms, it = set(), utils.getTerms(reader)
+        while it.hasNext():
+            terms.add(it.next().getTerm())
+        return terms
+    finally:
+        reader.close()
+
+
 class ImpactSearcher:
     def __init__(self, index_dir: Path, scale: int):
         start_jvm()
@@ -99,6 +113,12 @@ class ImpactSearcher:
         autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)
         self.searcher = autoclass("io.anserini.search.SimpleImpactSearcher")(str(index_dir))
         self._map, self._int = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
+        self.terms = index_terms(index_dir)
+
+    def _weights(self, rep: dict[str, float]) -> dict[str, int]:
+        """The quantised weights of the terms the index has (as ``LuceneImpactSearcher`` with ``min_idf=-1``
+        keeps them): a term no passage has matches nothing, but as a clause it still costs Lucene time."""
+        return {t: w for t, w in quantize(rep, self.scale).items() if t in self.terms}
 
     def _query(self, rep: dict[str, int]):
         query = self._map()
@@ -108,9 +128,10 @@ class ImpactSearcher:
 
     def search(self, queries: dict[str, dict[str, float]], k: int,
                threads: "int | None" = None) -> dict[str, list[tuple[str, float]]]:
-        by_qid = {qid: quantize(rep, self.scale) for qid, rep in queries.items()}
+        by_qid = {qid: self._weights(rep) for qid, rep in queries.items()}
         qids = list(queries)
-        # a query with no term left after quantisation matches nothing: it is not sent to Lucene at all
+        # a query with no term left after quantisation (or none the index has) matches nothing: it is not sent
+        # to Lucene at all
         asked = [q for q in qids if by_qid[q]]
         hits = batch_results(self.searcher.batch_search(java_list(self._query(by_qid[q]) for q in asked),
                                                         java_list(asked), int(k),
@@ -122,8 +143,8 @@ class ImpactSearcher:
         """Seconds per query, one query at a time (single thread)."""
         out = []
         for qid, rep in queries.items():
-            weights = quantize(rep, self.scale)
             t0 = time.perf_counter()
+            weights = self._weights(rep)
             if weights:
                 self.searcher.search(self._query(weights), int(k))
             out.append(time.perf_counter() - t0)

@@ -8,7 +8,7 @@ recipe. Together they reproduce Pyserini's published BEIR figures (SciFact nDCG@
 The Java classes are called directly, not through ``pyserini.search.lucene``: importing that package
 imports ``pyserini.encode`` (its neural query encoders, transformers, openai) — 7-10 s of every process
 that searches BM25 on a 2-core CPU, 3 s even after a student has loaded transformers — for nothing the
-harness calls (tests/test_bm25_e2e.py checks the runs equal ``LuceneSearcher``'s).
+harness calls (tests/test_lucene.py checks the runs equal ``LuceneSearcher``'s).
 """
 
 from __future__ import annotations
