@@ -78,6 +78,20 @@ def tiny_encoder(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-enc", "encoder")
 
 
+def write_impact_index(out: Path, docs: dict) -> None:
+    """The index stage's own writer over known weights, under the passages' ids: a Lucene index at out/index
+    (quantisation 100)."""
+    from harness.index.impact import ImpactIndex
+    from harness.recipe import load_recipe
+
+    cfg = load_recipe("scifact/splade-untrained").recipe.index
+    assert cfg.impact.quantization == 100
+    writer = ImpactIndex.writer(out, cfg, approximate=True)
+    writer.ids(list(docs))
+    writer.add(list(docs.values()))
+    writer.finish()
+
+
 @pytest.fixture
 def fp32(monkeypatch):
     """Exact-equality tests compare against a plain fp32 forward: no bf16 autocast on CPUs that have it."""

@@ -158,7 +158,7 @@ def test_dense_untrained_gives_the_published_configuration_s_value_on_a_slice(tm
     above): the same recipe on the first 100 SciFact test queries over 1,000 passages (every judged one, then
     the corpus), in fp32 so that the value holds on any CPU (bf16 moves it by up to ~0.005), gives the value
     pinned from the run that reproduced 0.6451. Passages cut at the training length, or a dot product in place
-    of the cosine, fall outside the tolerance (0.8092, 0.7936). 68 s instead of 326 s."""
+    of the cosine, fall outside the tolerance (0.8092, 0.7936). 70–75 s instead of 326 s."""
     from conftest import last_json_line, run_cli
 
     out = run_cli("run", "scifact/dense-untrained", "--runs-dir", str(tmp_path), "--json",

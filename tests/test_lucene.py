@@ -67,15 +67,12 @@ def test_impact_search_is_pyserini_s_lucene_impact_searcher(tmp_path):
     start_jvm()  # the harness's Java 21, before Pyserini would start its own
     from pyserini.search.lucene import LuceneImpactSearcher
 
-    from harness.index.impact import ImpactIndex, ImpactSearcher, _Precomputed, quantize
-    from harness.recipe import load_recipe
+    from conftest import write_impact_index
+    from harness.index.impact import ImpactSearcher, _Precomputed, quantize
 
     docs = {"d1": {"apple": 1.0, "pie": 0.5}, "d2": {"apple": 0.2, "tart": 2.0}, "d3": {"banana": 1.5},
             "d4": {"pie": 1.2, "tart": 0.3, "crumble": 0.7}, "d5": {"apple": 0.41, "crumble": 0.05}}
-    writer = ImpactIndex.writer(tmp_path, load_recipe("scifact/splade-untrained").recipe.index, approximate=True)
-    writer.ids(list(docs))
-    writer.add(list(docs.values()))
-    writer.finish()
+    write_impact_index(tmp_path, docs)
     queries = {"q1": {"apple": 1.0, "pie": 0.5}, "q2": {"tart": 1.0, "crumble": 0.33, "unseen": 2.0},
                "q3": {"banana": 0.25}, "q4": {"apple": 0.7, "tart": 0.7, "pie": 0.7, "crumble": 0.7}}
     ours = ImpactSearcher(tmp_path / "index", 100).search(queries, k=10)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_bert
+from conftest import make_tiny_bert, write_impact_index
 from harness.distill.losses import FLOPS, PointwiseMSE, flops_weight
 from harness.students import build_student, load_student
 from harness.students.maxpool import vocab_max_pool
@@ -215,27 +215,13 @@ def test_raising_flops_lowers_the_number_of_active_terms(tiny_mlm):
     assert high < 0.5 * low, (low, high)
 
 
-def _impact_index(out, docs: dict) -> None:
-    """The index stage's own writer over known weights, under the passages' ids: a Lucene index at out/index
-    (quantisation 100)."""
-    from harness.index.impact import ImpactIndex
-    from harness.recipe import load_recipe
-
-    cfg = load_recipe("scifact/splade-untrained").recipe.index
-    assert cfg.impact.quantization == 100
-    writer = ImpactIndex.writer(out, cfg, approximate=True)
-    writer.ids(list(docs))
-    writer.add(list(docs.values()))
-    writer.finish()
-
-
 def test_impact_index_round_trip(tmp_path):
     """Known weights in, the expected order and (de-quantised) scores out; exact search agrees."""
     from harness.index.impact import ImpactIndex, ImpactSearcher
 
     docs = {"d1": {"apple": 1.0, "pie": 0.5}, "d2": {"apple": 0.2, "tart": 2.0}, "d3": {"banana": 1.5},
             "d4": {"pie": 1.2, "tart": 0.3}}
-    _impact_index(tmp_path, docs)
+    write_impact_index(tmp_path, docs)
     queries = {"q1": {"apple": 1.0, "pie": 0.5}, "q2": {"tart": 1.0}, "q3": {"banana": 0.25}}
     run = ImpactSearcher(tmp_path / "index", 100).search(queries, k=10)
     expect = {"q1": [("d1", 1.25), ("d4", 0.6), ("d2", 0.2)], "q2": [("d2", 2.0), ("d4", 0.3)],
@@ -265,7 +251,7 @@ def test_a_query_with_more_terms_than_lucene_s_default_clause_limit(tmp_path):
 
     terms = [f"t{i}" for i in range(3000)]
     docs = {"wide": {t: 0.5 for t in terms}, "narrow": {"t1": 2.0}}
-    _impact_index(tmp_path, docs)
+    write_impact_index(tmp_path, docs)
     run = ImpactSearcher(tmp_path / "index", 100).search({"q": {t: 1.0 for t in terms}, "r": {"t1": 1.0}}, k=10)
     assert [d for d, _ in run["q"]] == ["wide", "narrow"] and [d for d, _ in run["r"]] == ["narrow", "wide"]
 

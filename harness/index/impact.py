@@ -106,7 +106,6 @@ def index_terms(index_dir: Path) -> "set[str]":
 
 class ImpactSearcher:
     def __init__(self, index_dir: Path, scale: int):
-        start_jvm()
         self.scale = scale
         # a SPLADE query is one clause per term, and an expanded (or barely sparsified) query can have more than
         # Lucene's default 1,024: the whole batch search would fail (TooManyClauses)
